@@ -1,0 +1,159 @@
+//! Reading the two kinds of key file the gateway is given: the desktop *signing* public key
+//! (verifies the token's RS256 signature) and the desktop *payload* key (decrypts the `hash`
+//! claim). Both are PEM files as abcdesktop's installation commands, its key generator image
+//! and `keys-tool gen` write them. Errors name the file's kind of content, never its bytes.
+
+use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey, EncodeRsaPrivateKey, EncodeRsaPublicKey};
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::traits::PublicKeyParts;
+
+/// Smallest RSA modulus accepted, in bits (abcdesktop's documented `openssl genrsa … 1024`).
+pub const MIN_KEY_BITS: usize = 1024;
+/// Largest RSA modulus accepted, in bits: beyond this a decryption costs several ms.
+pub const MAX_KEY_BITS: usize = 4096;
+/// Keys below this size load with a warning: 1024-bit RSA is considered legacy.
+pub const WARN_BELOW_BITS: usize = 2048;
+
+/// Why a key file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// No `-----BEGIN …-----` line at all.
+    #[error("not a PEM file (no BEGIN line)")]
+    NotPem,
+    /// A PEM label this kind of key cannot be (e.g. a certificate, an EC key).
+    #[error("PEM label `{0}` is not accepted here (expected {1})")]
+    UnexpectedLabel(String, &'static str),
+    /// The PEM body did not decode to an RSA key of the announced kind.
+    #[error("PEM `{label}` does not hold a valid RSA key")]
+    Parse {
+        /// The PEM label that was read.
+        label: String,
+        /// The parser's error (it never contains key bytes).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The modulus is outside [`MIN_KEY_BITS`]..=[`MAX_KEY_BITS`].
+    #[error("RSA key of {0} bits is outside the accepted {MIN_KEY_BITS}..={MAX_KEY_BITS} bits")]
+    Size(usize),
+    /// OAEP needs the private key; a public key can only undo a block-type-1 encryption.
+    #[error("OAEP payload decryption needs the payload private key, not a public key")]
+    OaepNeedsPrivateKey,
+    /// AWS-LC refused a key the `rsa` crate accepted (should not happen).
+    #[error("the crypto library refused the key")]
+    Backend,
+}
+
+/// The label of the first PEM block in `text` (`RSA PRIVATE KEY`, `PUBLIC KEY`, …).
+pub fn pem_label(text: &str) -> Option<&str> {
+    let start = text.find("-----BEGIN ")? + "-----BEGIN ".len();
+    let rest = &text[start..];
+    let end = rest.find("-----")?;
+    Some(&rest[..end])
+}
+
+/// An RSA public key read from `PUBLIC KEY` (SPKI) or `RSA PUBLIC KEY` (PKCS#1) PEM.
+#[derive(Debug)]
+pub(crate) struct PublicPem {
+    pub(crate) pkcs1_der: Vec<u8>,
+    pub(crate) bits: usize,
+}
+
+/// An RSA private key read from `RSA PRIVATE KEY` (PKCS#1) or `PRIVATE KEY` (PKCS#8) PEM.
+pub(crate) struct PrivatePem {
+    pub(crate) pkcs1_der: rsa::pkcs1::der::SecretDocument,
+    pub(crate) bits: usize,
+}
+
+impl std::fmt::Debug for PrivatePem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivatePem").field("bits", &self.bits).finish_non_exhaustive()
+    }
+}
+
+fn parse_err<E: std::error::Error + Send + Sync + 'static>(label: &str) -> impl FnOnce(E) -> KeyError {
+    let label = label.to_owned();
+    move |e| KeyError::Parse {
+        label,
+        source: Box::new(e),
+    }
+}
+
+fn check_bits(bits: usize) -> Result<usize, KeyError> {
+    if (MIN_KEY_BITS..=MAX_KEY_BITS).contains(&bits) {
+        Ok(bits)
+    } else {
+        Err(KeyError::Size(bits))
+    }
+}
+
+/// Reads an RSA public key in either PEM form.
+pub(crate) fn read_public(text: &str) -> Result<PublicPem, KeyError> {
+    let label = pem_label(text).ok_or(KeyError::NotPem)?;
+    let key = match label {
+        "PUBLIC KEY" => rsa::PublicKey::from_public_key_pem(text).map_err(parse_err(label))?,
+        "RSA PUBLIC KEY" => rsa::PublicKey::from_pkcs1_pem(text).map_err(parse_err(label))?,
+        other => {
+            return Err(KeyError::UnexpectedLabel(
+                other.to_owned(),
+                "PUBLIC KEY or RSA PUBLIC KEY",
+            ));
+        }
+    };
+    let bits = check_bits(key.size() * 8)?;
+    let der = key.to_pkcs1_der().map_err(parse_err(label))?;
+    Ok(PublicPem {
+        pkcs1_der: der.as_bytes().to_vec(),
+        bits,
+    })
+}
+
+/// Reads an RSA private key in either PEM form.
+pub(crate) fn read_private(text: &str) -> Result<PrivatePem, KeyError> {
+    let label = pem_label(text).ok_or(KeyError::NotPem)?;
+    let key = match label {
+        "RSA PRIVATE KEY" => rsa::PrivateKey::from_pkcs1_pem(text).map_err(parse_err(label))?,
+        "PRIVATE KEY" => rsa::PrivateKey::from_pkcs8_pem(text).map_err(parse_err(label))?,
+        other => {
+            return Err(KeyError::UnexpectedLabel(
+                other.to_owned(),
+                "RSA PRIVATE KEY or PRIVATE KEY",
+            ));
+        }
+    };
+    let bits = check_bits(key.size() * 8)?;
+    let der = key.to_pkcs1_der().map_err(parse_err(label))?;
+    Ok(PrivatePem {
+        pkcs1_der: der,
+        bits,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_label_reads_the_first_begin_line() {
+        assert_eq!(pem_label("-----BEGIN RSA PUBLIC KEY-----\nAAA\n"), Some("RSA PUBLIC KEY"));
+        assert_eq!(pem_label("junk\n-----BEGIN PUBLIC KEY-----\n"), Some("PUBLIC KEY"));
+        assert_eq!(pem_label("no pem here"), None);
+        assert_eq!(pem_label("-----BEGIN unterminated"), None);
+    }
+
+    #[test]
+    fn other_labels_are_refused_by_name() {
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        assert!(matches!(read_public(cert), Err(KeyError::UnexpectedLabel(l, _)) if l == "CERTIFICATE"));
+        assert!(matches!(read_private(cert), Err(KeyError::UnexpectedLabel(l, _)) if l == "CERTIFICATE"));
+        assert!(matches!(read_public("hello"), Err(KeyError::NotPem)));
+    }
+
+    #[test]
+    fn garbage_body_is_a_parse_error_without_key_bytes() {
+        let bad = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+        let err = read_public(bad).unwrap_err();
+        assert!(matches!(err, KeyError::Parse { .. }));
+        assert!(!err.to_string().contains("AAAA"));
+    }
+}

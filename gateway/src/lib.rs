@@ -1,0 +1,13 @@
+//! abcdesktop's web gateway, in Rust.
+//!
+//! Every request to a user's desktop carries a *desktop token* minted by pyos: an RS256 JWS
+//! whose `hash` claim is the desktop pod's address, RSA-encrypted. The gateway takes the token
+//! from where the route says ([`token::TokenSource`]), verifies it, decrypts and validates the
+//! address ([`token::Authenticator`]) and proxies to that pod.
+//!
+//! Module map:
+//! - [`keys`]: reading the signing and payload key files (PEM);
+//! - [`token`]: the token pipeline (extract, verify, decrypt, validate, cache).
+
+pub mod keys;
+pub mod token;

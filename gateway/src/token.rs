@@ -1,0 +1,248 @@
+//! The token pipeline: extract → verify → decrypt → validate → cache.
+//!
+//! [`Authenticator::authenticate`] is the whole of it for the proxy: give it the token a
+//! route's [`TokenSource`] extracted and the current time, get back the validated desktop
+//! [`Target`] or the [`Refusal`] that explains why not. [`check`] is the same pipeline
+//! without the cache, for tools (`keys-tool inspect`) and tests.
+//!
+//! Invariants, each tested:
+//! - length is bounded before any parsing;
+//! - `alg` must be `RS256` before any key is touched;
+//! - the signature is verified before any decryption (so an attacker without the signing key
+//!   can never feed chosen ciphertexts to the payload key);
+//! - the decrypted bytes are validated as a desktop address before anyone may dial them;
+//! - the cache holds SHA-256 digests of tokens, never tokens.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+
+pub mod cache;
+mod error;
+pub mod extract;
+pub mod jws;
+pub mod payload;
+mod rsa_ffi;
+pub mod target;
+
+pub use cache::{CacheConfig, TokenDigest};
+pub use error::Refusal;
+pub use extract::{RequestParts, TokenSource};
+pub use jws::{Claims, SigningKey};
+pub use payload::{PayloadKey, PayloadMode, PayloadPadding};
+pub use target::{Target, TargetPolicy};
+
+use cache::{Entry, TargetCache};
+
+/// Default bound on a token's length (a 4096-bit pyos token is about 1.5 KiB).
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Default clock leeway for `exp`/`nbf`: none, like the original gateway.
+pub const DEFAULT_LEEWAY_SECS: u64 = 0;
+
+/// SHA-256 of `bytes`.
+pub fn digest(bytes: &[u8]) -> TokenDigest {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// The first 8 hex digits of the SHA-256 of `bytes`: a token's or key's name in logs.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    digest(bytes)[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The keys the pipeline uses; swapped whole on reload.
+#[derive(Debug, Default)]
+pub struct Keys {
+    /// Every key a token may be signed with (several during a rotation).
+    pub signing: Vec<SigningKey>,
+    /// The key that decrypts `hash`; `None` while it cannot be loaded (requests get 503).
+    pub payload: Option<PayloadKey>,
+}
+
+/// Pipeline settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Longest token accepted, in bytes.
+    pub max_token_len: usize,
+    /// Seconds of clock skew tolerated on `exp` and `nbf`.
+    pub leeway: u64,
+    /// What a decrypted target may be.
+    pub target: TargetPolicy,
+    /// Cache sizes and lifetimes.
+    pub cache: CacheConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            leeway: DEFAULT_LEEWAY_SECS,
+            target: TargetPolicy::default(),
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+/// Counters of the work the pipeline did; the source of the gateway's token metrics.
+#[derive(Debug, Default)]
+pub struct AuthStats {
+    /// Signature verifications attempted (one per token, whatever the number of keys).
+    pub verifications: AtomicU64,
+    /// `hash` decryptions attempted.
+    pub decryptions: AtomicU64,
+    /// Requests answered from the positive cache.
+    pub cache_hits: AtomicU64,
+    /// Requests that went through the pipeline (or waited on a concurrent one).
+    pub cache_misses: AtomicU64,
+    /// Requests refused from the negative cache.
+    pub negative_hits: AtomicU64,
+}
+
+impl AuthStats {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// What [`check`] learned about a token that passed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// The verified claims.
+    pub claims: Claims,
+    /// The validated desktop address.
+    pub target: Target,
+}
+
+/// The uncached pipeline: bound, shape, algorithm, signature, claims, decryption, target.
+pub fn check(
+    token: &str,
+    keys: &Keys,
+    config: &AuthConfig,
+    now: i64,
+    stats: &AuthStats,
+) -> Result<Checked, Refusal> {
+    if token.is_empty() {
+        return Err(Refusal::Missing);
+    }
+    if token.len() > config.max_token_len {
+        return Err(Refusal::TooLong);
+    }
+    let segments = jws::split(token)?;
+    jws::check_header(&segments)?;
+    AuthStats::bump(&stats.verifications);
+    jws::check_signature(&segments, &keys.signing)?;
+    let claims = jws::check_claims(&segments, now, config.leeway)?;
+    // Only now, with the signature verified, may the ciphertext reach the payload key.
+    let payload = keys.payload.as_ref().ok_or(Refusal::KeyUnavailable)?;
+    AuthStats::bump(&stats.decryptions);
+    let plaintext = payload.decrypt(&claims.hash)?;
+    let target = config.target.validate(&plaintext)?;
+    Ok(Checked { claims, target })
+}
+
+/// The cached pipeline the proxy calls on every authenticated request.
+pub struct Authenticator {
+    config: AuthConfig,
+    keys: ArcSwap<Keys>,
+    cache: TargetCache,
+    stats: AuthStats,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("config", &self.config)
+            .field("keys", &self.keys.load())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// A pipeline with empty caches.
+    pub fn new(config: AuthConfig, keys: Keys) -> Self {
+        let cache = TargetCache::new(&config.cache);
+        Authenticator {
+            config,
+            keys: ArcSwap::from_pointee(keys),
+            cache,
+            stats: AuthStats::default(),
+        }
+    }
+
+    /// Installs new keys atomically; requests in flight finish with the keys they started
+    /// with. Remembered refusals are forgotten (a token refused under the old keys may pass).
+    pub fn replace_keys(&self, keys: Keys) {
+        self.keys.store(Arc::new(keys));
+        self.cache.forget_refusals();
+    }
+
+    /// The keys in use.
+    pub fn keys(&self) -> Arc<Keys> {
+        self.keys.load_full()
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// Work counters.
+    pub fn stats(&self) -> &AuthStats {
+        &self.stats
+    }
+
+    /// Number of cached targets (settles pending cache maintenance first).
+    pub async fn cached_entries(&self) -> u64 {
+        self.cache.len().await
+    }
+
+    /// The desktop `token` leads to, at `now` (Unix seconds).
+    pub async fn authenticate(&self, token: &str, now: i64) -> Result<Target, Refusal> {
+        if token.is_empty() {
+            return Err(Refusal::Missing);
+        }
+        if token.len() > self.config.max_token_len {
+            return Err(Refusal::TooLong);
+        }
+        let digest = digest(token.as_bytes());
+        if let Some(target) = self.cache.get(&digest, now).await {
+            AuthStats::bump(&self.stats.cache_hits);
+            return Ok(target);
+        }
+        if let Some(refusal) = self.cache.refused(&digest) {
+            AuthStats::bump(&self.stats.negative_hits);
+            return Err(refusal);
+        }
+        AuthStats::bump(&self.stats.cache_misses);
+        // Concurrent misses on one digest wait for this one computation (moka single-flight);
+        // its refusal, if any, is handed to every waiter without being cached there.
+        let computed = self
+            .cache
+            .positive
+            .try_get_with(digest, async {
+                let keys = self.keys.load();
+                let checked = check(token, &keys, &self.config, now, &self.stats)?;
+                let ttl = self.config.cache.ttl(checked.claims.exp, now);
+                Ok::<_, Refusal>(Arc::new(Entry::new(checked.target, now, ttl)))
+            })
+            .await;
+        match computed {
+            Ok(entry) => Ok(entry.target.clone()),
+            Err(refusal) => {
+                let refusal = *refusal;
+                if refusal.is_permanent() {
+                    self.cache.remember_refusal(digest, refusal);
+                }
+                Err(refusal)
+            }
+        }
+    }
+}
