@@ -1,1 +1,20 @@
+//! keys-tool's library: the three abcdesktop key pairs ([`generate`]), pyos-compatible desktop
+//! tokens ([`mint`]) and the gateway's verdict on a token ([`inspect`]). The binary is a thin
+//! clap front end; the load harness reuses [`mint::Minter`].
 
+pub mod generate;
+pub mod inspect;
+pub mod mint;
+
+/// Reads a whole file, naming it in the error.
+pub fn read_text(path: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
