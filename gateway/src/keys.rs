@@ -3,7 +3,9 @@
 //! claim). Both are PEM files as abcdesktop's installation commands, its key generator image
 //! and `keys-tool gen` write them. Errors name the file's kind of content, never its bytes.
 
-use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey, EncodeRsaPrivateKey, EncodeRsaPublicKey};
+use rsa::pkcs1::{
+    DecodeRsaPrivateKey, DecodeRsaPublicKey, EncodeRsaPrivateKey, EncodeRsaPublicKey,
+};
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use rsa::traits::PublicKeyParts;
 
@@ -67,11 +69,15 @@ pub(crate) struct PrivatePem {
 
 impl std::fmt::Debug for PrivatePem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PrivatePem").field("bits", &self.bits).finish_non_exhaustive()
+        f.debug_struct("PrivatePem")
+            .field("bits", &self.bits)
+            .finish_non_exhaustive()
     }
 }
 
-fn parse_err<E: std::error::Error + Send + Sync + 'static>(label: &str) -> impl FnOnce(E) -> KeyError {
+fn parse_err<E: std::error::Error + Send + Sync + 'static>(
+    label: &str,
+) -> impl FnOnce(E) -> KeyError {
     let label = label.to_owned();
     move |e| KeyError::Parse {
         label,
@@ -135,8 +141,14 @@ mod tests {
 
     #[test]
     fn pem_label_reads_the_first_begin_line() {
-        assert_eq!(pem_label("-----BEGIN RSA PUBLIC KEY-----\nAAA\n"), Some("RSA PUBLIC KEY"));
-        assert_eq!(pem_label("junk\n-----BEGIN PUBLIC KEY-----\n"), Some("PUBLIC KEY"));
+        assert_eq!(
+            pem_label("-----BEGIN RSA PUBLIC KEY-----\nAAA\n"),
+            Some("RSA PUBLIC KEY")
+        );
+        assert_eq!(
+            pem_label("junk\n-----BEGIN PUBLIC KEY-----\n"),
+            Some("PUBLIC KEY")
+        );
         assert_eq!(pem_label("no pem here"), None);
         assert_eq!(pem_label("-----BEGIN unterminated"), None);
     }
@@ -144,8 +156,12 @@ mod tests {
     #[test]
     fn other_labels_are_refused_by_name() {
         let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-        assert!(matches!(read_public(cert), Err(KeyError::UnexpectedLabel(l, _)) if l == "CERTIFICATE"));
-        assert!(matches!(read_private(cert), Err(KeyError::UnexpectedLabel(l, _)) if l == "CERTIFICATE"));
+        assert!(
+            matches!(read_public(cert), Err(KeyError::UnexpectedLabel(l, _)) if l == "CERTIFICATE")
+        );
+        assert!(
+            matches!(read_private(cert), Err(KeyError::UnexpectedLabel(l, _)) if l == "CERTIFICATE")
+        );
         assert!(matches!(read_public("hello"), Err(KeyError::NotPem)));
     }
 

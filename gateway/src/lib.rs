@@ -7,7 +7,11 @@
 //!
 //! Module map:
 //! - [`keys`]: reading the signing and payload key files (PEM);
-//! - [`token`]: the token pipeline (extract, verify, decrypt, validate, cache).
+//! - [`token`]: the token pipeline (extract, verify, decrypt, validate, cache);
+//! - [`keygen`], [`mint`]: making abcdesktop's key pairs and pyos-shaped tokens (for
+//!   `keys-tool`, `gateway demo`, tests and the load harness).
 
+pub mod keygen;
 pub mod keys;
+pub mod mint;
 pub mod token;

@@ -50,7 +50,10 @@ pub fn digest(bytes: &[u8]) -> TokenDigest {
 
 /// The first 8 hex digits of the SHA-256 of `bytes`: a token's or key's name in logs.
 pub fn fingerprint(bytes: &[u8]) -> String {
-    digest(bytes)[..4].iter().map(|b| format!("{b:02x}")).collect()
+    digest(bytes)[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The keys the pipeline uses; swapped whole on reload.

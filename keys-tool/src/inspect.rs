@@ -8,7 +8,9 @@
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-use gateway::token::{self, AuthConfig, AuthStats, Keys, PayloadKey, PayloadPadding, SigningKey, jws};
+use gateway::token::{
+    self, AuthConfig, AuthStats, Keys, PayloadKey, PayloadPadding, SigningKey, jws,
+};
 
 /// Keys and policy for an inspection.
 #[derive(Debug, Default)]
@@ -47,7 +49,10 @@ fn when(unix: i64, now: i64) -> String {
     let at = u64::try_from(unix)
         .ok()
         .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
-        .map_or_else(|| format!("{unix} (out of range)"), |t| humantime::format_rfc3339_seconds(t).to_string());
+        .map_or_else(
+            || format!("{unix} (out of range)"),
+            |t| humantime::format_rfc3339_seconds(t).to_string(),
+        );
     let delta = Duration::from_secs(unix.abs_diff(now));
     let human = humantime::format_duration(delta);
     if unix > now {
@@ -116,7 +121,11 @@ pub fn inspect(token: &str, options: &InspectOptions, now: i64) -> anyhow::Resul
         match by {
             Some(key) => line(
                 "signature",
-                &format!("verified by key {} ({} bits)", key.fingerprint(), key.bits()),
+                &format!(
+                    "verified by key {} ({} bits)",
+                    key.fingerprint(),
+                    key.bits()
+                ),
             ),
             None => line(
                 "signature",
@@ -125,17 +134,20 @@ pub fn inspect(token: &str, options: &InspectOptions, now: i64) -> anyhow::Resul
         }
     }
     if let Some(key) = &payload {
-        line("payload key", &format!("{} ({} bits)", key.mode().name(), key.bits()));
+        line(
+            "payload key",
+            &format!("{} ({} bits)", key.mode().name(), key.bits()),
+        );
     }
 
     let verdict = if signing.is_empty() || payload.is_none() {
-        line("verdict", "not checked (give --signing-key and --payload-key)");
+        line(
+            "verdict",
+            "not checked (give --signing-key and --payload-key)",
+        );
         Verdict::NotChecked
     } else {
-        let keys = Keys {
-            signing,
-            payload,
-        };
+        let keys = Keys { signing, payload };
         match token::check(token, &keys, &options.config, now, &AuthStats::default()) {
             Ok(checked) => {
                 line("target", &checked.target.to_string());

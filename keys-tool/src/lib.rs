@@ -1,10 +1,8 @@
-//! keys-tool's library: the three abcdesktop key pairs ([`generate`]), pyos-compatible desktop
-//! tokens ([`mint`]) and the gateway's verdict on a token ([`inspect`]). The binary is a thin
-//! clap front end; the load harness reuses [`mint::Minter`].
+//! keys-tool's library: the gateway's verdict on a token ([`inspect`]) and small helpers. Key
+//! generation and minting live in the gateway library (`gateway::keygen`, `gateway::mint`),
+//! which `gateway demo` shares; the binary is a thin clap front end over both.
 
-pub mod generate;
 pub mod inspect;
-pub mod mint;
 
 /// Reads a whole file, naming it in the error.
 pub fn read_text(path: &std::path::Path) -> anyhow::Result<String> {

@@ -13,14 +13,18 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use gateway::keygen::{self as generate, DEFAULT_BITS, DEFAULT_NAMESPACE, SECRETS_FILE};
+use gateway::mint::{DEFAULT_LIFETIME_SECS, MintMode, Minter};
 use gateway::token::{AuthConfig, PayloadPadding, TargetPolicy};
-use keys_tool::generate::{self, DEFAULT_BITS, DEFAULT_NAMESPACE, SECRETS_FILE};
 use keys_tool::inspect::{self, InspectOptions, Verdict};
-use keys_tool::mint::{DEFAULT_LIFETIME_SECS, MintMode, Minter};
 use keys_tool::{read_text, unix_now};
 
 #[derive(Debug, Parser)]
-#[command(name = "keys-tool", version, about = "abcdesktop desktop-token keys and tokens")]
+#[command(
+    name = "keys-tool",
+    version,
+    about = "abcdesktop desktop-token keys and tokens"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -124,7 +128,9 @@ fn parse_bits(s: &str) -> Result<usize, String> {
 
 fn valid_namespace(ns: &str) -> bool {
     (1..=63).contains(&ns.len())
-        && ns.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !ns.starts_with('-')
         && !ns.ends_with('-')
 }
@@ -153,12 +159,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if kubernetes {
                 let path = dir.join(SECRETS_FILE);
                 if path.exists() && !force {
-                    bail!("{} exists; refusing to overwrite (use --force)", path.display());
+                    bail!(
+                        "{} exists; refusing to overwrite (use --force)",
+                        path.display()
+                    );
                 }
                 std::fs::write(&path, generate::secrets_yaml(&pairs, &namespace))
                     .with_context(|| format!("cannot write {}", path.display()))?;
-                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-                eprintln!("wrote {} (kubectl apply -f {})", path.display(), path.display());
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )?;
+                eprintln!(
+                    "wrote {} (kubectl apply -f {})",
+                    path.display(),
+                    path.display()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -170,8 +186,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mode,
             now,
         } => {
-            let minter = Minter::from_pem(&read_text(&signing_key)?, &read_text(&payload_key)?, mode)?;
-            println!("{}", minter.mint(&target, now.unwrap_or_else(unix_now), exp)?);
+            let minter =
+                Minter::from_pem(&read_text(&signing_key)?, &read_text(&payload_key)?, mode)?;
+            println!(
+                "{}",
+                minter.mint(&target, now.unwrap_or_else(unix_now), exp)?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect {
@@ -185,13 +205,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let token = if token == "-" {
                 let mut buf = String::new();
-                std::io::stdin().read_to_string(&mut buf).context("cannot read stdin")?;
+                std::io::stdin()
+                    .read_to_string(&mut buf)
+                    .context("cannot read stdin")?;
                 buf.trim().to_owned()
             } else {
                 token
             };
             let options = InspectOptions {
-                signing: signing_key.iter().map(|p| read_text(p)).collect::<Result<_, _>>()?,
+                signing: signing_key
+                    .iter()
+                    .map(|p| read_text(p))
+                    .collect::<Result<_, _>>()?,
                 payload: payload_key.as_deref().map(read_text).transpose()?,
                 padding: payload_padding.into(),
                 config: AuthConfig {

@@ -90,7 +90,12 @@ impl Entry {
 struct EntryExpiry;
 
 impl moka::Expiry<TokenDigest, Arc<Entry>> for EntryExpiry {
-    fn expire_after_create(&self, _: &TokenDigest, value: &Arc<Entry>, _: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &TokenDigest,
+        value: &Arc<Entry>,
+        _: Instant,
+    ) -> Option<Duration> {
         Some(value.ttl)
     }
 }
@@ -177,7 +182,11 @@ mod tests {
 
     #[test]
     fn entry_validity_follows_its_ttl() {
-        let e = Entry::new(Target::Name("a.svc.cluster.local".into()), 100, Some(Duration::from_secs(5)));
+        let e = Entry::new(
+            Target::Name("a.svc.cluster.local".into()),
+            100,
+            Some(Duration::from_secs(5)),
+        );
         assert_eq!(e.valid_until, 105);
         let e = Entry::new(Target::Name("a.svc.cluster.local".into()), 100, None);
         assert_eq!(e.valid_until, 100);

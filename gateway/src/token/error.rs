@@ -116,14 +116,22 @@ mod tests {
         for r in Refusal::ALL {
             let label = r.reason();
             assert!(seen.insert(label), "duplicate label {label}");
-            assert!(label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+            assert!(
+                label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            );
         }
     }
 
     #[test]
     fn only_key_unavailable_is_a_server_fault() {
         for r in Refusal::ALL {
-            let want = if r == Refusal::KeyUnavailable { 503 } else { 401 };
+            let want = if r == Refusal::KeyUnavailable {
+                503
+            } else {
+                401
+            };
             assert_eq!(r.status(), want, "{r:?}");
         }
     }

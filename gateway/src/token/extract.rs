@@ -181,14 +181,20 @@ mod tests {
     #[test]
     fn raw_query_is_taken_whole() {
         assert_eq!(from_raw_query(Some("a.b.c")), Ok("a.b.c"));
-        assert_eq!(from_raw_query(Some("jwt_token=a.b.c")), Ok("jwt_token=a.b.c"));
+        assert_eq!(
+            from_raw_query(Some("jwt_token=a.b.c")),
+            Ok("jwt_token=a.b.c")
+        );
         assert_eq!(from_raw_query(None), Err(Refusal::Missing));
     }
 
     #[test]
     fn container_path_forms() {
         let c = from_container_path("/container/a.b.c/29781/some/path").unwrap();
-        assert_eq!((c.token, c.port, c.rest), ("a.b.c", "29781", Some("some/path")));
+        assert_eq!(
+            (c.token, c.port, c.rest),
+            ("a.b.c", "29781", Some("some/path"))
+        );
         let c = from_container_path("/container/a.b.c/6081").unwrap();
         assert_eq!((c.token, c.port, c.rest), ("a.b.c", "6081", None));
         let c = from_container_path("/container/a.b.c/6081/").unwrap();
@@ -212,6 +218,9 @@ mod tests {
         assert_eq!(TokenSource::RawQuery.extract(&parts), Ok("jwt_token=q.q.q"));
         assert_eq!(TokenSource::ContainerPath.extract(&parts), Ok("p.p.p"));
         let empty = RequestParts::default();
-        assert_eq!(TokenSource::ContainerPath.extract(&empty), Err(Refusal::Missing));
+        assert_eq!(
+            TokenSource::ContainerPath.extract(&empty),
+            Err(Refusal::Missing)
+        );
     }
 }

@@ -219,7 +219,18 @@ mod tests {
     #[test]
     fn split_needs_exactly_three_non_empty_segments() {
         assert!(split("a.b.c").is_ok());
-        for bad in ["", "a", "a.b", "a.b.c.d", "a.b.c.d.e", ".b.c", "a..c", "a.b.", "..", "a.b.c."] {
+        for bad in [
+            "",
+            "a",
+            "a.b",
+            "a.b.c.d",
+            "a.b.c.d.e",
+            ".b.c",
+            "a..c",
+            "a.b.",
+            "..",
+            "a.b.c.",
+        ] {
             assert_eq!(split(bad).unwrap_err(), Refusal::Malformed, "{bad:?}");
         }
     }
@@ -252,11 +263,20 @@ mod tests {
     fn exp_is_required_and_strict_without_leeway() {
         let ok = claims(r#"{"exp":100,"hash":"aGk="}"#, 99, 0).unwrap();
         assert_eq!((ok.exp, ok.nbf, ok.hash.as_str()), (100, None, "aGk="));
-        assert_eq!(claims(r#"{"exp":100,"hash":"x"}"#, 100, 0), Err(Refusal::Expired));
+        assert_eq!(
+            claims(r#"{"exp":100,"hash":"x"}"#, 100, 0),
+            Err(Refusal::Expired)
+        );
         assert!(claims(r#"{"exp":100,"hash":"x"}"#, 100, 5).is_ok());
-        assert_eq!(claims(r#"{"exp":100,"hash":"x"}"#, 105, 5), Err(Refusal::Expired));
+        assert_eq!(
+            claims(r#"{"exp":100,"hash":"x"}"#, 105, 5),
+            Err(Refusal::Expired)
+        );
         assert_eq!(claims(r#"{"hash":"x"}"#, 0, 0), Err(Refusal::MissingExp));
-        assert_eq!(claims(r#"{"exp":"100","hash":"x"}"#, 0, 0), Err(Refusal::Malformed));
+        assert_eq!(
+            claims(r#"{"exp":"100","hash":"x"}"#, 0, 0),
+            Err(Refusal::Malformed)
+        );
         assert!(claims(r#"{"exp":100.9,"hash":"x"}"#, 99, 0).is_ok());
     }
 
@@ -274,9 +294,18 @@ mod tests {
     #[test]
     fn hash_must_be_a_string() {
         assert_eq!(claims(r#"{"exp":200}"#, 100, 0), Err(Refusal::MissingHash));
-        assert_eq!(claims(r#"{"exp":200,"hash":null}"#, 100, 0), Err(Refusal::MissingHash));
-        assert_eq!(claims(r#"{"exp":200,"hash":7}"#, 100, 0), Err(Refusal::HashNotBase64));
+        assert_eq!(
+            claims(r#"{"exp":200,"hash":null}"#, 100, 0),
+            Err(Refusal::MissingHash)
+        );
+        assert_eq!(
+            claims(r#"{"exp":200,"hash":7}"#, 100, 0),
+            Err(Refusal::HashNotBase64)
+        );
         assert_eq!(claims(r#"[200,null,"x"]"#, 100, 0), Err(Refusal::Malformed));
-        assert_eq!(claims("  {\"exp\":200,\"hash\":\"x\"}", 100, 0).map(|c| c.exp), Ok(200));
+        assert_eq!(
+            claims("  {\"exp\":200,\"hash\":\"x\"}", 100, 0).map(|c| c.exp),
+            Ok(200)
+        );
     }
 }

@@ -134,7 +134,9 @@ impl PayloadKey {
         }
         let plaintext = match self.mode {
             PayloadMode::PrivatePkcs1 => self.rsa.private_decrypt(None, &ciphertext),
-            PayloadMode::PrivateOaep(padding) => self.rsa.private_decrypt(padding.oaep(), &ciphertext),
+            PayloadMode::PrivateOaep(padding) => {
+                self.rsa.private_decrypt(padding.oaep(), &ciphertext)
+            }
             PayloadMode::PublicRecover => self.rsa.public_recover(&ciphertext),
         };
         plaintext.ok_or(Refusal::Undecryptable)

@@ -111,7 +111,11 @@ impl LcRsa {
 
     /// RSAES-PKCS1-v1_5 (padding `None`) or RSAES-OAEP decryption with the private key.
     /// `None` for a public key, a ciphertext of the wrong length, or bad padding.
-    pub(crate) fn private_decrypt(&self, oaep: Option<OaepDigest>, input: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn private_decrypt(
+        &self,
+        oaep: Option<OaepDigest>,
+        input: &[u8],
+    ) -> Option<Vec<u8>> {
         let pkey = self.pkey?;
         if input.len() != self.size {
             return None;
@@ -119,14 +123,17 @@ impl LcRsa {
         let mut out = vec![0u8; self.size];
         let mut out_len = out.len();
         // SAFETY: `pkey` is a valid private key; the context is freed on every path below.
-        let ctx = NonNull::new(unsafe { sys::EVP_PKEY_CTX_new(pkey.as_ptr(), std::ptr::null_mut()) })?;
+        let ctx =
+            NonNull::new(unsafe { sys::EVP_PKEY_CTX_new(pkey.as_ptr(), std::ptr::null_mut()) })?;
         // SAFETY: `ctx` is valid; the digest getters return static objects; `out` has
         // `out_len` writable bytes and `input` is a valid slice.
         let ok = unsafe {
             let ctx = ctx.as_ptr();
             let mut ok = sys::EVP_PKEY_decrypt_init(ctx) == 1;
             match oaep {
-                None => ok = ok && sys::EVP_PKEY_CTX_set_rsa_padding(ctx, sys::RSA_PKCS1_PADDING) == 1,
+                None => {
+                    ok = ok && sys::EVP_PKEY_CTX_set_rsa_padding(ctx, sys::RSA_PKCS1_PADDING) == 1
+                }
                 Some(digest) => {
                     let md = match digest {
                         OaepDigest::Sha1 => sys::EVP_sha1(),
@@ -140,8 +147,13 @@ impl LcRsa {
                 }
             }
             ok = ok
-                && sys::EVP_PKEY_decrypt(ctx, out.as_mut_ptr(), &mut out_len, input.as_ptr(), input.len())
-                    == 1;
+                && sys::EVP_PKEY_decrypt(
+                    ctx,
+                    out.as_mut_ptr(),
+                    &mut out_len,
+                    input.as_ptr(),
+                    input.len(),
+                ) == 1;
             sys::EVP_PKEY_CTX_free(ctx);
             ok
         };

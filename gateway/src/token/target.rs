@@ -78,7 +78,9 @@ fn v4_refused(ip: &Ipv4Addr, allow_loopback: bool) -> bool {
 fn valid_label(label: &str) -> bool {
     !label.is_empty()
         && label.len() <= 63
-        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && !label.starts_with('-')
         && !label.ends_with('-')
 }
@@ -86,7 +88,8 @@ fn valid_label(label: &str) -> bool {
 impl TargetPolicy {
     /// Accepts `bytes` as a [`Target`] or refuses it with [`Refusal::InvalidTarget`].
     pub fn validate(&self, bytes: &[u8]) -> Result<Target, Refusal> {
-        if bytes.is_empty() || bytes.len() > MAX_NAME_LEN || !bytes.iter().all(u8::is_ascii_graphic) {
+        if bytes.is_empty() || bytes.len() > MAX_NAME_LEN || !bytes.iter().all(u8::is_ascii_graphic)
+        {
             return Err(Refusal::InvalidTarget);
         }
         // All graphic ASCII, hence UTF-8.
@@ -128,7 +131,11 @@ impl TargetPolicy {
             return Err(Refusal::InvalidTarget);
         }
         // A name whose last label is numeric would read as a mangled IPv4 address.
-        if lower.rsplit('.').next().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+        if lower
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+        {
             return Err(Refusal::InvalidTarget);
         }
         Ok(Target::Name(lower.into()))
@@ -146,14 +153,25 @@ mod tests {
     #[test]
     fn accepts_pod_ips_and_pod_fqdns() {
         let p = policy();
-        assert_eq!(p.validate(b"10.244.1.23"), Ok(Target::Ip("10.244.1.23".parse().unwrap())));
-        assert_eq!(p.validate(b"fd00::1:23"), Ok(Target::Ip("fd00::1:23".parse().unwrap())));
+        assert_eq!(
+            p.validate(b"10.244.1.23"),
+            Ok(Target::Ip("10.244.1.23".parse().unwrap()))
+        );
+        assert_eq!(
+            p.validate(b"fd00::1:23"),
+            Ok(Target::Ip("fd00::1:23".parse().unwrap()))
+        );
         assert_eq!(
             p.validate(b"Fry-3A9c1.desktop.abcdesktop.svc.cluster.local"),
-            Ok(Target::Name("fry-3a9c1.desktop.abcdesktop.svc.cluster.local".into()))
+            Ok(Target::Name(
+                "fry-3a9c1.desktop.abcdesktop.svc.cluster.local".into()
+            ))
         );
         // An IPv4-mapped IPv6 address is the IPv4 address it maps.
-        assert_eq!(p.validate(b"::ffff:10.0.0.1"), Ok(Target::Ip("10.0.0.1".parse().unwrap())));
+        assert_eq!(
+            p.validate(b"::ffff:10.0.0.1"),
+            Ok(Target::Ip("10.0.0.1".parse().unwrap()))
+        );
     }
 
     #[test]
@@ -187,7 +205,12 @@ mod tests {
             b"h\xc3\xa9.svc.cluster.local",
             b"a\0.svc.cluster.local",
         ] {
-            assert_eq!(p.validate(bad), Err(Refusal::InvalidTarget), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                p.validate(bad),
+                Err(Refusal::InvalidTarget),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let long = format!("{}.svc.cluster.local", vec!["a".repeat(60); 4].join("."));
         assert!(long.len() > MAX_NAME_LEN);
@@ -213,8 +236,14 @@ mod tests {
             dns_suffixes: vec![".desktop.abcdesktop.svc.example.org".into()],
             allow_loopback: false,
         };
-        assert!(p.validate(b"pod.desktop.abcdesktop.svc.example.org").is_ok());
-        assert!(p.validate(b"pod.desktop.abcdesktop.svc.cluster.local").is_err());
+        assert!(
+            p.validate(b"pod.desktop.abcdesktop.svc.example.org")
+                .is_ok()
+        );
+        assert!(
+            p.validate(b"pod.desktop.abcdesktop.svc.cluster.local")
+                .is_err()
+        );
         let ip_only = TargetPolicy {
             dns_suffixes: vec![],
             allow_loopback: false,
@@ -235,6 +264,9 @@ mod tests {
         assert_eq!(v6.authority(6081), "[fd00::1]:6081");
         let v4 = Target::Ip("10.0.0.1".parse().unwrap());
         assert_eq!(v4.authority(6081), "10.0.0.1:6081");
-        assert_eq!(Target::Name("a.svc.cluster.local".into()).authority(1), "a.svc.cluster.local:1");
+        assert_eq!(
+            Target::Name("a.svc.cluster.local".into()).authority(1),
+            "a.svc.cluster.local:1"
+        );
     }
 }

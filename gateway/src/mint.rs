@@ -1,4 +1,4 @@
-//! `keys-tool mint`: desktop tokens shaped exactly like pyos's (`oc/auth/jwtdesktop.py`).
+//! Desktop tokens (`keys-tool mint`, `gateway demo`, the load harness) shaped exactly like pyos's (`oc/auth/jwtdesktop.py`).
 //!
 //! - header `{"typ":"JWT","alg":"RS256"}` (PyJWT 2.4.0's order);
 //! - claims `{"key":0,"nfb":<now>,"hash":<b64>,"exp":<now+lifetime>}` in that order, compact
@@ -18,6 +18,7 @@ pub const DEFAULT_LIFETIME_SECS: i64 = 420;
 
 /// How `hash` is encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "kebab-case")]
 pub enum MintMode {
     /// RSAES-PKCS1-v1_5 with the payload public key: what pyos does.
     Pkcs1,
@@ -33,7 +34,7 @@ pub enum MintMode {
 /// The payload key as `mint` needs it for a mode.
 enum PayloadEncryptor {
     Public(rsa::PublicKey),
-    Private(rsa::PrivateKey),
+    Private(Box<rsa::PrivateKey>),
 }
 
 /// Signs and encrypts desktop tokens with fixed keys.
@@ -45,18 +46,22 @@ pub struct Minter {
 
 impl std::fmt::Debug for Minter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Minter").field("mode", &self.mode).finish_non_exhaustive()
+        f.debug_struct("Minter")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
     }
 }
 
 fn label(text: &str) -> anyhow::Result<&str> {
-    gateway::keys::pem_label(text).context("not a PEM file (no BEGIN line)")
+    crate::keys::pem_label(text).context("not a PEM file (no BEGIN line)")
 }
 
 /// Reads an RSA private key from PKCS#1 or PKCS#8 PEM.
 pub fn private_key_from_pem(text: &str) -> anyhow::Result<rsa::PrivateKey> {
     match label(text)? {
-        "RSA PRIVATE KEY" => rsa::PrivateKey::from_pkcs1_pem(text).context("bad RSA PRIVATE KEY PEM"),
+        "RSA PRIVATE KEY" => {
+            rsa::PrivateKey::from_pkcs1_pem(text).context("bad RSA PRIVATE KEY PEM")
+        }
         "PRIVATE KEY" => rsa::PrivateKey::from_pkcs8_pem(text).context("bad PRIVATE KEY PEM"),
         other => bail!("expected an RSA private key PEM, found `{other}`"),
     }
@@ -92,10 +97,10 @@ impl Minter {
     pub fn from_pem(signing_pem: &str, payload_pem: &str, mode: MintMode) -> anyhow::Result<Self> {
         let signing = private_key_from_pem(signing_pem).context("signing key")?;
         let payload = match mode {
-            MintMode::Rsapublickey => PayloadEncryptor::Private(
+            MintMode::Rsapublickey => PayloadEncryptor::Private(Box::new(
                 private_key_from_pem(payload_pem)
                     .context("payload key (mode rsapublickey needs the payload PRIVATE key)")?,
-            ),
+            )),
             _ => PayloadEncryptor::Public(public_key_from_pem(payload_pem).context("payload key")?),
         };
         Ok(Minter {

@@ -1,4 +1,4 @@
-//! `keys-tool gen`: abcdesktop's three RSA key pairs, with the exact file names, PEM formats
+//! abcdesktop's three RSA key pairs (`keys-tool gen`, `gateway demo`), with the exact file names, PEM formats
 //! and Kubernetes Secrets pyos and the gateway mount.
 //!
 //! | pair | private file (PKCS#1 PEM) | public file | Secret |
@@ -90,7 +90,9 @@ pub struct GeneratedPair {
 
 impl std::fmt::Debug for GeneratedPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeneratedPair").field("spec", &self.spec).finish_non_exhaustive()
+        f.debug_struct("GeneratedPair")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,8 +109,12 @@ pub fn generate_pair(spec: PairSpec, bits: usize) -> anyhow::Result<GeneratedPai
         .context("cannot encode the private key")?;
     let public = key.to_public_key();
     let public_pem = match spec.public_format {
-        PublicFormat::Pkcs1 => public.to_pkcs1_pem(LineEnding::LF).map_err(anyhow::Error::from),
-        PublicFormat::Spki => public.to_public_key_pem(LineEnding::LF).map_err(anyhow::Error::from),
+        PublicFormat::Pkcs1 => public
+            .to_pkcs1_pem(LineEnding::LF)
+            .map_err(anyhow::Error::from),
+        PublicFormat::Spki => public
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(anyhow::Error::from),
     }
     .context("cannot encode the public key")?;
     Ok(GeneratedPair {
@@ -120,7 +126,10 @@ pub fn generate_pair(spec: PairSpec, bits: usize) -> anyhow::Result<GeneratedPai
 
 /// Makes all three pairs.
 pub fn generate_all(bits: usize) -> anyhow::Result<Vec<GeneratedPair>> {
-    PAIRS.iter().map(|spec| generate_pair(*spec, bits)).collect()
+    PAIRS
+        .iter()
+        .map(|spec| generate_pair(*spec, bits))
+        .collect()
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32, force: bool) -> anyhow::Result<()> {
@@ -144,14 +153,21 @@ fn write_file(path: &Path, contents: &str, mode: u32, force: bool) -> anyhow::Re
 
 /// Writes every pair into `dir` (created if needed): private keys 0600, public keys 0644.
 /// Without `force`, refuses before writing anything if any of the files exists.
-pub fn write_pairs(dir: &Path, pairs: &[GeneratedPair], force: bool) -> anyhow::Result<Vec<PathBuf>> {
+pub fn write_pairs(
+    dir: &Path,
+    pairs: &[GeneratedPair],
+    force: bool,
+) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     if !force {
         for pair in pairs {
             for name in [pair.spec.private_file, pair.spec.public_file] {
                 let path = dir.join(name);
                 if path.exists() {
-                    bail!("{} exists; refusing to overwrite keys (use --force)", path.display());
+                    bail!(
+                        "{} exists; refusing to overwrite keys (use --force)",
+                        path.display()
+                    );
                 }
             }
         }
