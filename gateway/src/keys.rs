@@ -87,6 +87,12 @@ fn parse_err<E: std::error::Error + Send + Sync + 'static>(
 
 fn check_bits(bits: usize) -> Result<usize, KeyError> {
     if (MIN_KEY_BITS..=MAX_KEY_BITS).contains(&bits) {
+        if bits < WARN_BELOW_BITS {
+            tracing::warn!(
+                bits,
+                "RSA key below 2048 bits accepted (abcdesktop's legacy default); make new keys with `keys-tool gen`"
+            );
+        }
         Ok(bits)
     } else {
         Err(KeyError::Size(bits))

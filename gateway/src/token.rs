@@ -249,3 +249,52 @@ impl Authenticator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keygen::{PAIRS, generate_pair};
+    use crate::mint::{MintMode, Minter};
+
+    #[tokio::test]
+    async fn cache_keys_are_digests_never_tokens() {
+        let payload = generate_pair(PAIRS[0], 1024).unwrap();
+        let signing = generate_pair(PAIRS[1], 1024).unwrap();
+        let keys = Keys {
+            signing: vec![SigningKey::from_pem(&signing.public_pem).unwrap()],
+            payload: Some(
+                PayloadKey::from_pem(&payload.private_pem, PayloadPadding::Pkcs1).unwrap(),
+            ),
+        };
+        let config = AuthConfig {
+            target: TargetPolicy {
+                allow_loopback: true,
+                ..TargetPolicy::default()
+            },
+            ..AuthConfig::default()
+        };
+        let auth = Authenticator::new(config, keys);
+        let minter =
+            Minter::from_pem(&signing.private_pem, &payload.public_pem, MintMode::Pkcs1).unwrap();
+        let now = 1_800_000_000;
+        let token = minter.mint("10.0.0.1", now, 420).unwrap();
+        auth.authenticate(&token, now).await.unwrap();
+        auth.cache.positive.run_pending_tasks().await;
+        let stored: Vec<TokenDigest> = auth.cache.positive.iter().map(|(k, _)| *k).collect();
+        assert_eq!(stored, vec![digest(token.as_bytes())]);
+        // Nothing that is kept prints any part of the token.
+        let shown = format!(
+            "{auth:?} {:?}",
+            auth.cache.positive.iter().collect::<Vec<_>>()
+        );
+        for piece in token.split('.') {
+            assert!(!shown.contains(&piece[..16]), "{shown}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_is_eight_hex_digits_of_sha256() {
+        // SHA-256("abc") = ba7816bf…
+        assert_eq!(fingerprint(b"abc"), "ba7816bf");
+    }
+}
