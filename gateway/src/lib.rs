@@ -8,10 +8,17 @@
 //! Module map:
 //! - [`keys`]: reading the signing and payload key files (PEM);
 //! - [`token`]: the token pipeline (extract, verify, decrypt, validate, cache);
+//! - [`reload`]: key hot reload (Kubernetes Secret updates, rotation overlap);
+//! - [`metrics`], [`admin`], [`telemetry`]: Prometheus metrics, the admin listener
+//!   (`/metrics`, `/livez`, `/readyz`), log redaction and rate limiting;
 //! - [`keygen`], [`mint`]: making abcdesktop's key pairs and pyos-shaped tokens (for
 //!   `keys-tool`, `gateway demo`, tests and the load harness).
 
+pub mod admin;
 pub mod keygen;
 pub mod keys;
+pub mod metrics;
 pub mod mint;
+pub mod reload;
+pub mod telemetry;
 pub mod token;

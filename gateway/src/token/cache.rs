@@ -115,10 +115,19 @@ impl std::fmt::Debug for TargetCache {
 }
 
 impl TargetCache {
-    pub(crate) fn new(config: &CacheConfig) -> Self {
+    pub(crate) fn new(config: &CacheConfig, evictions: prometheus::IntCounterVec) -> Self {
         let positive = moka::future::Cache::builder()
             .max_capacity(config.max_entries)
             .expire_after(EntryExpiry)
+            .eviction_listener(move |_, _, cause| {
+                let cause = match cause {
+                    moka::notification::RemovalCause::Size => "size",
+                    moka::notification::RemovalCause::Expired => "expired",
+                    // Invalidations and replacements are ours, not the cache's.
+                    _ => return,
+                };
+                evictions.with_label_values(&[cause]).inc();
+            })
             .build();
         let negative = (!config.negative_ttl.is_zero()).then(|| {
             moka::sync::Cache::builder()

@@ -1,0 +1,285 @@
+//! Key hot reload: the signing and payload key files are re-read while the gateway runs, and a
+//! changed key set is swapped in atomically ([`Authenticator::replace_keys`]).
+//!
+//! Kubernetes updates a mounted Secret by writing a new hidden directory and swapping the
+//! `..data` symlink; the key files are links through it. Rather than tracking inotify events
+//! across that swap, the reloader re-reads the (small) key files every `interval` and compares
+//! their SHA-256: the same result with no dependency and no missed event, whether the files
+//! are replaced by a symlink swap, a rename or an in-place write.
+//!
+//! Rules:
+//! - a key file that is missing or does not parse keeps the key loaded before it (and counts a
+//!   failure); the gateway never drops to "no key" because of a bad update;
+//! - after a signing-key rotation the previous key stays accepted for `overlap` (10 minutes by
+//!   default), so tokens pyos signed just before the rotation keep working;
+//! - a payload key that was unavailable at start (503s) is picked up as soon as it appears.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts};
+use std::time::{Duration, Instant};
+
+use crate::keys::KeyError;
+use crate::token::{
+    self, Authenticator, Keys, PayloadKey, PayloadPadding, SigningKey, TokenDigest,
+};
+
+/// Default time a replaced signing key stays accepted.
+pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(600);
+/// Default interval between two reads of the key files (the kubelet itself updates Secret
+/// volumes only every minute or so; 2 s keeps the added delay negligible).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Where the keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySources {
+    /// Signing public key files; every one that loads is accepted.
+    pub signing: Vec<PathBuf>,
+    /// The payload key file.
+    pub payload: PathBuf,
+    /// Padding for a payload private key.
+    pub padding: PayloadPadding,
+}
+
+/// Counters for the reload metrics (registered by the `metrics` module).
+#[derive(Debug, Clone)]
+pub struct ReloadStats {
+    /// Key sets installed after a change on disk.
+    pub successes: IntCounter,
+    /// Reads that found a missing or unusable key file (the old key was kept).
+    pub failures: IntCounter,
+    /// Size in bits of the keys in use, by `key` (`signing`, `payload`).
+    pub key_bits: IntGaugeVec,
+    /// The family both counters belong to, `gateway_key_reloads_total{result}`.
+    reloads: IntCounterVec,
+}
+
+impl Default for ReloadStats {
+    fn default() -> Self {
+        let reloads = IntCounterVec::new(
+            Opts::new("gateway_key_reloads_total", "Key file reloads by result."),
+            &["result"],
+        )
+        .unwrap_or_else(|_| unreachable!("valid metric name"));
+        let key_bits = IntGaugeVec::new(
+            Opts::new("gateway_key_bits", "Size of the keys in use (largest signing key)."),
+            &["key"],
+        )
+        .unwrap_or_else(|_| unreachable!("valid metric name"));
+        ReloadStats {
+            successes: reloads.with_label_values(&["success"]),
+            failures: reloads.with_label_values(&["failure"]),
+            key_bits,
+            reloads,
+        }
+    }
+}
+
+impl ReloadStats {
+    /// Every collector, for registration in a Prometheus registry.
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![Box::new(self.key_bits.clone()), Box::new(self.reloads.clone())]
+    }
+
+    fn record_keys(&self, keys: &Keys) {
+        let signing = keys.signing.iter().map(|k| k.bits()).max().unwrap_or(0);
+        let payload = keys.payload.as_ref().map_or(0, |k| k.bits());
+        self.key_bits.with_label_values(&["signing"]).set(i64::try_from(signing).unwrap_or(0));
+        self.key_bits.with_label_values(&["payload"]).set(i64::try_from(payload).unwrap_or(0));
+    }
+}
+
+/// A key as last read from disk: its bytes' digest and the parsed key's PEM text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Loaded {
+    digest: TokenDigest,
+    pem: String,
+}
+
+/// A signing key no longer on disk but still accepted until `until`.
+#[derive(Debug, Clone)]
+struct Retiring {
+    key: Loaded,
+    until: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    signing: Vec<Option<Loaded>>,
+    retiring: Vec<Retiring>,
+    payload: Option<Loaded>,
+}
+
+/// What one [`KeyReloader::reload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// Nothing changed on disk and no retired key expired.
+    Unchanged,
+    /// A new key set was installed.
+    Installed,
+    /// Some file could not be used; what could be used was installed, the rest kept.
+    Failed,
+}
+
+/// Re-reads the key files and keeps the authenticator's keys current.
+#[derive(Debug)]
+pub struct KeyReloader {
+    sources: KeySources,
+    overlap: Duration,
+    authenticator: Arc<Authenticator>,
+    state: std::sync::Mutex<State>,
+    stats: ReloadStats,
+}
+
+fn read(path: &std::path::Path) -> Result<Loaded, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    Ok(Loaded {
+        digest: token::digest(pem.as_bytes()),
+        pem,
+    })
+}
+
+fn signing_key(loaded: &Loaded) -> Result<SigningKey, KeyError> {
+    SigningKey::from_pem(&loaded.pem)
+}
+
+impl KeyReloader {
+    /// A reloader for `sources`; call [`KeyReloader::reload`] (or [`KeyReloader::run`]) to load.
+    pub fn new(sources: KeySources, overlap: Duration, authenticator: Arc<Authenticator>) -> Self {
+        let state = State {
+            signing: vec![None; sources.signing.len()],
+            ..State::default()
+        };
+        KeyReloader {
+            sources,
+            overlap,
+            authenticator,
+            state: std::sync::Mutex::new(state),
+            stats: ReloadStats::default(),
+        }
+    }
+
+    /// Reload counters.
+    pub fn stats(&self) -> &ReloadStats {
+        &self.stats
+    }
+
+    /// Reads every key file once and installs a new key set if anything changed.
+    pub fn reload(&self) -> ReloadOutcome {
+        let now = Instant::now();
+        // A poisoned lock only means an earlier reload panicked between reads; the state is
+        // still a consistent "last good" snapshot.
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
+        let mut changed = false;
+        let mut failed = false;
+
+        for (slot, path) in state.signing.iter_mut().zip(&self.sources.signing) {
+            let fresh = read(path).and_then(|l| match signing_key(&l) {
+                Ok(_) => Ok(l),
+                Err(e) => Err(e.to_string()),
+            });
+            match fresh {
+                Ok(fresh) if slot.as_ref() == Some(&fresh) => {}
+                Ok(fresh) => {
+                    if let Some(old) = slot.take() {
+                        tracing::info!(path = %path.display(), overlap_s = self.overlap.as_secs(), "signing key rotated; previous key accepted during the overlap");
+                        retire(&mut state.retiring, old, now + self.overlap);
+                    }
+                    *slot = Some(fresh);
+                    changed = true;
+                }
+                Err(reason) => {
+                    tracing::warn!(path = %path.display(), %reason, kept_previous = slot.is_some(), "signing key file unusable");
+                    failed = true;
+                }
+            }
+        }
+
+        let payload = read(&self.sources.payload).and_then(|l| {
+            PayloadKey::from_pem(&l.pem, self.sources.padding)
+                .map(|_| l)
+                .map_err(|e| e.to_string())
+        });
+        match payload {
+            Ok(fresh) if state.payload.as_ref() == Some(&fresh) => {}
+            Ok(fresh) => {
+                state.payload = Some(fresh);
+                changed = true;
+            }
+            Err(reason) => {
+                tracing::warn!(path = %self.sources.payload.display(), %reason, kept_previous = state.payload.is_some(), "payload key file unusable");
+                failed = true;
+            }
+        }
+
+        let before = state.retiring.len();
+        state.retiring.retain(|r| r.until > now);
+        changed |= state.retiring.len() != before;
+
+        if changed {
+            let keys = build_keys(state, self.sources.padding);
+            self.stats.record_keys(&keys);
+            self.authenticator.replace_keys(keys);
+        }
+        if failed {
+            self.stats.failures.inc();
+            ReloadOutcome::Failed
+        } else if changed {
+            self.stats.successes.inc();
+            ReloadOutcome::Installed
+        } else {
+            ReloadOutcome::Unchanged
+        }
+    }
+
+    /// Reloads every `interval` until `shutdown` completes.
+    pub async fn run(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = ticker.tick() => {
+                    let this = self.clone();
+                    // File reads and RSA key parsing are blocking work.
+                    if tokio::task::spawn_blocking(move || this.reload()).await.is_err() {
+                        tracing::error!("key reload task panicked");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn retire(retiring: &mut Vec<Retiring>, key: Loaded, until: Instant) {
+    retiring.retain(|r| r.key != key);
+    retiring.push(Retiring { key, until });
+}
+
+/// The key set for `state`: current signing keys, then the retiring ones, then the payload key.
+/// Every PEM in `state` parsed when it was read, so a failure here cannot happen; it is
+/// skipped (and logged) rather than trusted.
+fn build_keys(state: &State, padding: PayloadPadding) -> Keys {
+    let signing = state
+        .signing
+        .iter()
+        .flatten()
+        .chain(state.retiring.iter().map(|r| &r.key))
+        .filter_map(|l| {
+            signing_key(l)
+                .map_err(|e| tracing::error!(reason = %e, "a signing key that parsed before no longer parses"))
+                .ok()
+        })
+        .collect();
+    let payload = state
+        .payload
+        .as_ref()
+        .and_then(|l| PayloadKey::from_pem(&l.pem, padding).ok());
+    Keys { signing, payload }
+}
