@@ -1,0 +1,732 @@
+//! The gateway's configuration: one TOML file (`--config`), parsed in two stages.
+//!
+//! [`FileConfig`] is the file as written (every struct `deny_unknown_fields`, every value
+//! optional so an absent key can fall back to the original gateway's environment variable and
+//! then to a documented default). [`Config::load`] turns it into a validated [`Config`]: it
+//! reads the key files, builds the route table and checks every value, so [`crate::server::serve`]
+//! cannot fail on configuration.
+//!
+//! Precedence for each setting: the config file, then the original's environment variable
+//! ([`Env`], read by `main.rs` only), then the default constant.
+//!
+//! A payload key that is missing or unusable does not stop the gateway: it starts, logs a
+//! warning and answers authenticated requests with 503 (the original did the same per request).
+//! The signing key is required: without it no token can ever pass.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::routes::{self, RouteOverride, RouteTable};
+use crate::token::{
+    AuthConfig, CacheConfig, Keys, PayloadKey, PayloadPadding, SigningKey, TargetPolicy,
+};
+
+/// Where the gateway listens: the port abcdesktop's `http-router` NodePort uses.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:30443";
+/// The original's default signing public key path (`JWT_DESKTOP_SIGNING_PUBLIC_KEY`).
+pub const DEFAULT_SIGNING_KEY: &str =
+    "/config.signing/abcdesktop_jwt_desktop_signing_public_key.pem";
+/// The original's default payload private key path (`JWT_DESKTOP_PAYLOAD_PRIVATE_KEY`).
+pub const DEFAULT_PAYLOAD_KEY: &str =
+    "/config.payload/abcdesktop_jwt_desktop_payload_private_key.pem";
+/// Concurrent client connections; beyond this, accepting waits (back-pressure, not refusal).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Time a client has to send a request's headers (slowloris bound).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request head accepted, in bytes (nginx: 4 × 8k large_client_header_buffers).
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+/// How long in-flight requests may finish after a shutdown signal.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// nginx's `proxy_connect_timeout` default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an idle pooled upstream connection is kept.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle pooled connections kept per upstream host.
+pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 32;
+/// The pyos service name when neither `PYOS_FQDN` nor `PYOS_SERVICE_HOST` is set (route 4.0).
+pub const DEFAULT_PYOS_HOST: &str = "pyos";
+/// pyos's API port (`PYOS_SERVICE_PORT` default).
+pub const DEFAULT_PYOS_PORT: u16 = 8000;
+/// The speedtest, console and website Service names of abcdesktop 4.x.
+pub const DEFAULT_SPEEDTEST_HOST: &str = "speedtest";
+/// See [`DEFAULT_SPEEDTEST_HOST`].
+pub const DEFAULT_CONSOLE_HOST: &str = "console";
+/// See [`DEFAULT_SPEEDTEST_HOST`].
+pub const DEFAULT_WEBSITE_HOST: &str = "website";
+/// Port of the speedtest, console and website Services.
+pub const DEFAULT_SERVICE_PORT: u16 = 80;
+
+/// The original gateway's environment variables, read by `main.rs` and passed in (tests build
+/// this struct directly and never touch the process environment).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    /// `JWT_DESKTOP_SIGNING_PUBLIC_KEY`: path of the signing public key.
+    pub signing_public_key: Option<String>,
+    /// `JWT_DESKTOP_PAYLOAD_PRIVATE_KEY`: path of the payload private key.
+    pub payload_private_key: Option<String>,
+    /// `NODE_NAME`: what `GET /node` answers.
+    pub node_name: Option<String>,
+    /// `PYOS_FQDN`: pyos host.
+    pub pyos_fqdn: Option<String>,
+    /// `PYOS_SERVICE_HOST`: pyos host when `PYOS_FQDN` is unset (Kubernetes service link).
+    pub pyos_service_host: Option<String>,
+    /// `PYOS_SERVICE_PORT`: pyos port.
+    pub pyos_service_port: Option<String>,
+    /// `SPEEDTEST_FQDN`.
+    pub speedtest_fqdn: Option<String>,
+    /// `CONSOLE_FQDN`.
+    pub console_fqdn: Option<String>,
+    /// `WEBSITE_FQDN`.
+    pub website_fqdn: Option<String>,
+}
+
+impl Env {
+    /// Reads the variables through `get` (`main.rs` passes `std::env::var`).
+    pub fn from_fn(get: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| get(name).filter(|v| !v.is_empty());
+        Env {
+            signing_public_key: get("JWT_DESKTOP_SIGNING_PUBLIC_KEY"),
+            payload_private_key: get("JWT_DESKTOP_PAYLOAD_PRIVATE_KEY"),
+            node_name: get("NODE_NAME"),
+            pyos_fqdn: get("PYOS_FQDN"),
+            pyos_service_host: get("PYOS_SERVICE_HOST"),
+            pyos_service_port: get("PYOS_SERVICE_PORT"),
+            speedtest_fqdn: get("SPEEDTEST_FQDN"),
+            console_fqdn: get("CONSOLE_FQDN"),
+            website_fqdn: get("WEBSITE_FQDN"),
+        }
+    }
+}
+
+// === the file ===
+
+/// The TOML file as written. See `manifests/gateway.example.toml` for every key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Listen address.
+    pub listen: Option<String>,
+    /// What `GET /node` answers (default: env `NODE_NAME`, else empty).
+    pub node_name: Option<String>,
+    /// Key files.
+    #[serde(default)]
+    pub keys: FileKeys,
+    /// Token pipeline settings.
+    #[serde(default)]
+    pub auth: FileAuth,
+    /// Client-side limits.
+    #[serde(default)]
+    pub limits: FileLimits,
+    /// Upstream client settings.
+    #[serde(default)]
+    pub upstream: FileUpstream,
+    /// Named services (pyos, speedtest, console, website).
+    #[serde(default)]
+    pub services: FileServices,
+    /// The `/` route: a static directory instead of the `website` service.
+    #[serde(default)]
+    pub website: FileWebsite,
+    /// The `/container/…` routes.
+    #[serde(default)]
+    pub container: FileContainer,
+    /// Per-route overrides, by route name.
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteOverride>,
+}
+
+/// `[keys]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileKeys {
+    /// Signing public key (PEM).
+    pub signing_public_key: Option<PathBuf>,
+    /// Payload private key (PEM; an `RSA PUBLIC KEY` selects the documented reverse mode).
+    pub payload_private_key: Option<PathBuf>,
+    /// Padding pyos used for `hash`.
+    pub payload_padding: Option<PayloadPadding>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAuth {
+    /// Longest token accepted, in bytes.
+    pub max_token_len: Option<usize>,
+    /// Clock leeway on `exp`/`nbf`, in seconds.
+    pub leeway: Option<u64>,
+    /// DNS suffixes a decrypted target name must end with.
+    pub dns_suffixes: Option<Vec<String>>,
+    /// Accept loopback targets (demo and tests only).
+    pub allow_loopback: Option<bool>,
+    /// Longest time a token's target is cached.
+    #[serde(default, with = "opt_duration")]
+    pub cache_max_ttl: Option<Duration>,
+    /// Positive cache bound.
+    pub cache_max_entries: Option<u64>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    /// Concurrent client connections.
+    pub max_connections: Option<usize>,
+    /// Time to receive a request head.
+    #[serde(default, with = "opt_duration")]
+    pub header_read_timeout: Option<Duration>,
+    /// Largest request head, in bytes.
+    pub max_header_bytes: Option<usize>,
+    /// Grace period for in-flight requests at shutdown.
+    #[serde(default, with = "opt_duration")]
+    pub shutdown_grace: Option<Duration>,
+}
+
+/// `[upstream]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    /// TCP connect timeout (including name resolution).
+    #[serde(default, with = "opt_duration")]
+    pub connect_timeout: Option<Duration>,
+    /// Idle pooled connection lifetime.
+    #[serde(default, with = "opt_duration")]
+    pub pool_idle_timeout: Option<Duration>,
+    /// Idle pooled connections per host.
+    pub pool_max_idle_per_host: Option<usize>,
+    /// Dial-time port translation `{ "6081" = 16081 }`: the demo and tests use it to run fake
+    /// desktop services on ephemeral ports. Empty in production.
+    pub port_map: Option<BTreeMap<String, u16>>,
+}
+
+/// One named service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileService {
+    /// Host name or IP.
+    pub host: Option<String>,
+    /// Port.
+    pub port: Option<u16>,
+}
+
+/// `[services.*]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServices {
+    /// pyos (API and auth routes).
+    #[serde(default)]
+    pub pyos: FileService,
+    /// speedtest.
+    #[serde(default)]
+    pub speedtest: FileService,
+    /// console.
+    #[serde(default)]
+    pub console: FileService,
+    /// website (`/`).
+    #[serde(default)]
+    pub website: FileService,
+}
+
+/// `[website]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWebsite {
+    /// Serve `/` from this directory (3.0–3.2 behaviour) instead of the `website` service.
+    pub static_dir: Option<PathBuf>,
+}
+
+/// `[container]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileContainer {
+    /// Ports `/container/<jwt>/<port>` and `/container/<port>` may reach.
+    pub ports: Option<Vec<u16>>,
+}
+
+// === the validated config ===
+
+/// A host and port of a named service; resolved at request time, never at startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAddr {
+    /// Host name or IP literal.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl ServiceAddr {
+    /// `host:port`, IPv6 literals bracketed.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The named services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Services {
+    /// pyos.
+    pub pyos: ServiceAddr,
+    /// speedtest.
+    pub speedtest: ServiceAddr,
+    /// console.
+    pub console: ServiceAddr,
+    /// website.
+    pub website: ServiceAddr,
+}
+
+/// Client-side limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// See [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`DEFAULT_HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// See [`DEFAULT_MAX_HEADER_BYTES`].
+    pub max_header_bytes: usize,
+    /// See [`DEFAULT_SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
+}
+
+/// Upstream client settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// See [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// See [`DEFAULT_POOL_IDLE_TIMEOUT`].
+    pub pool_idle_timeout: Duration,
+    /// See [`DEFAULT_POOL_MAX_IDLE_PER_HOST`].
+    pub pool_max_idle_per_host: usize,
+    /// Dial-time port translation (demo and tests).
+    pub port_map: BTreeMap<u16, u16>,
+}
+
+impl UpstreamConfig {
+    /// The port actually dialled for `port`.
+    pub fn dial_port(&self, port: u16) -> u16 {
+        self.port_map.get(&port).copied().unwrap_or(port)
+    }
+}
+
+/// The validated configuration [`crate::server::serve`] runs with.
+#[derive(Debug)]
+pub struct Config {
+    /// Listen address (used by `main.rs` to bind).
+    pub listen: SocketAddr,
+    /// What `GET /node` answers, without the newline.
+    pub node_name: String,
+    /// Token pipeline settings.
+    pub auth: AuthConfig,
+    /// Loaded keys (payload key `None` → 503 for authenticated requests).
+    pub keys: Keys,
+    /// Client-side limits.
+    pub limits: Limits,
+    /// Upstream client settings.
+    pub upstream: UpstreamConfig,
+    /// Named services.
+    pub services: Services,
+    /// Static directory for `/`, when configured.
+    pub static_dir: Option<PathBuf>,
+    /// The route table.
+    pub routes: RouteTable,
+}
+
+/// Why a configuration cannot be used. Each variant names the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown keys.
+    #[error("invalid config file")]
+    Parse(#[from] toml::de::Error),
+    /// A value is invalid.
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The signing key cannot be read or used.
+    #[error("cannot load signing public key {path}")]
+    SigningKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl FileConfig {
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Reads and parses a file.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+}
+
+fn service(file: &FileService, env_host: Option<&String>, host: &str, port: u16) -> ServiceAddr {
+    ServiceAddr {
+        host: file
+            .host
+            .clone()
+            .or_else(|| env_host.cloned())
+            .unwrap_or_else(|| host.to_owned()),
+        port: file.port.unwrap_or(port),
+    }
+}
+
+/// Loads the payload key, or explains (for the startup warning) why there is none.
+fn load_payload(path: &Path, padding: PayloadPadding) -> Result<PayloadKey, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    PayloadKey::from_pem(&text, padding).map_err(|e| e.to_string())
+}
+
+impl Config {
+    /// Validates `file`, falling back to `env` and then to the defaults, and loads the keys.
+    pub fn load(file: FileConfig, env: &Env) -> Result<Config, ConfigError> {
+        let listen_text = file.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid("listen", "expected an address like 0.0.0.0:30443"))?;
+
+        let signing_path = file
+            .keys
+            .signing_public_key
+            .clone()
+            .or_else(|| env.signing_public_key.clone().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SIGNING_KEY));
+        let signing_text =
+            std::fs::read_to_string(&signing_path).map_err(|e| ConfigError::SigningKey {
+                path: signing_path.clone(),
+                source: Box::new(e),
+            })?;
+        let signing = SigningKey::from_pem(&signing_text).map_err(|e| ConfigError::SigningKey {
+            path: signing_path.clone(),
+            source: Box::new(e),
+        })?;
+
+        let payload_path = file
+            .keys
+            .payload_private_key
+            .clone()
+            .or_else(|| env.payload_private_key.clone().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PAYLOAD_KEY));
+        let padding = file.keys.payload_padding.unwrap_or_default();
+        let payload = match load_payload(&payload_path, padding) {
+            Ok(key) => Some(key),
+            Err(reason) => {
+                tracing::warn!(
+                    path = %payload_path.display(),
+                    %reason,
+                    "payload key unavailable; authenticated requests will get 503"
+                );
+                None
+            }
+        };
+
+        let defaults = AuthConfig::default();
+        let mut cache = CacheConfig::default();
+        if let Some(ttl) = file.auth.cache_max_ttl {
+            cache.max_ttl = ttl;
+        }
+        if let Some(n) = file.auth.cache_max_entries {
+            cache.max_entries = n;
+        }
+        let max_token_len = file.auth.max_token_len.unwrap_or(defaults.max_token_len);
+        if max_token_len == 0 {
+            return Err(invalid("auth.max_token_len", "must be positive"));
+        }
+        let auth = AuthConfig {
+            max_token_len,
+            leeway: file.auth.leeway.unwrap_or(defaults.leeway),
+            target: TargetPolicy {
+                dns_suffixes: file
+                    .auth
+                    .dns_suffixes
+                    .clone()
+                    .unwrap_or(defaults.target.dns_suffixes),
+                allow_loopback: file
+                    .auth
+                    .allow_loopback
+                    .unwrap_or(defaults.target.allow_loopback),
+            },
+            cache,
+        };
+
+        let limits = Limits {
+            max_connections: file
+                .limits
+                .max_connections
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            header_read_timeout: file
+                .limits
+                .header_read_timeout
+                .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+            max_header_bytes: file
+                .limits
+                .max_header_bytes
+                .unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+            shutdown_grace: file.limits.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        };
+        if limits.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be positive"));
+        }
+        // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
+        if limits.max_header_bytes < 8192 {
+            return Err(invalid("limits.max_header_bytes", "must be at least 8192"));
+        }
+
+        let mut port_map = BTreeMap::new();
+        for (from, to) in file.upstream.port_map.clone().unwrap_or_default() {
+            let from: u16 = from
+                .parse()
+                .map_err(|_| invalid("upstream.port_map", format!("`{from}` is not a port")))?;
+            port_map.insert(from, to);
+        }
+        let upstream = UpstreamConfig {
+            connect_timeout: file
+                .upstream
+                .connect_timeout
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            pool_idle_timeout: file
+                .upstream
+                .pool_idle_timeout
+                .unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT),
+            pool_max_idle_per_host: file
+                .upstream
+                .pool_max_idle_per_host
+                .unwrap_or(DEFAULT_POOL_MAX_IDLE_PER_HOST),
+            port_map,
+        };
+
+        let pyos_port = match (file.services.pyos.port, &env.pyos_service_port) {
+            (Some(p), _) => p,
+            (None, Some(text)) => text
+                .parse()
+                .map_err(|_| invalid("PYOS_SERVICE_PORT", "not a port number"))?,
+            (None, None) => DEFAULT_PYOS_PORT,
+        };
+        let pyos_env_host = env.pyos_fqdn.as_ref().or(env.pyos_service_host.as_ref());
+        let services = Services {
+            pyos: service(
+                &file.services.pyos,
+                pyos_env_host,
+                DEFAULT_PYOS_HOST,
+                pyos_port,
+            ),
+            speedtest: service(
+                &file.services.speedtest,
+                env.speedtest_fqdn.as_ref(),
+                DEFAULT_SPEEDTEST_HOST,
+                DEFAULT_SERVICE_PORT,
+            ),
+            console: service(
+                &file.services.console,
+                env.console_fqdn.as_ref(),
+                DEFAULT_CONSOLE_HOST,
+                DEFAULT_SERVICE_PORT,
+            ),
+            website: service(
+                &file.services.website,
+                env.website_fqdn.as_ref(),
+                DEFAULT_WEBSITE_HOST,
+                DEFAULT_SERVICE_PORT,
+            ),
+        };
+        for (key, svc) in [
+            ("services.pyos.host", &services.pyos),
+            ("services.speedtest.host", &services.speedtest),
+            ("services.console.host", &services.console),
+            ("services.website.host", &services.website),
+        ] {
+            if svc.host.is_empty() || svc.host.contains(['/', ' ', '@', '?', '#']) {
+                return Err(invalid(key, "not a host name or IP address"));
+            }
+        }
+
+        let static_dir = file.website.static_dir.clone();
+        if let Some(dir) = &static_dir
+            && !dir.is_dir()
+        {
+            return Err(invalid(
+                "website.static_dir",
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+
+        let container_ports = file
+            .container
+            .ports
+            .clone()
+            .unwrap_or_else(|| routes::DEFAULT_CONTAINER_PORTS.to_vec());
+        let routes = RouteTable::abcdesktop(container_ports, static_dir.is_some(), &file.routes)
+            .map_err(|(key, reason)| invalid(&key, reason))?;
+
+        Ok(Config {
+            listen,
+            node_name: file
+                .node_name
+                .clone()
+                .or_else(|| env.node_name.clone())
+                .unwrap_or_default(),
+            auth,
+            keys: Keys {
+                signing: vec![signing],
+                payload,
+            },
+            limits,
+            upstream,
+            services,
+            static_dir,
+            routes,
+        })
+    }
+
+    /// Reads `path` (or uses an empty file when `None`) and [`Config::load`]s it.
+    pub fn from_path(path: Option<&Path>, env: &Env) -> Result<Config, ConfigError> {
+        let file = match path {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        Config::load(file, env)
+    }
+}
+
+/// Parses an nginx-style size: `1024`, `8k`, `8M`, `8G` (case-insensitive, powers of 1024).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, mult) = match text.char_indices().last()? {
+        (i, 'k' | 'K') => (&text[..i], 1024),
+        (i, 'm' | 'M') => (&text[..i], 1024 * 1024),
+        (i, 'g' | 'G') => (&text[..i], 1024 * 1024 * 1024),
+        _ => (text, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// Serde helpers for humantime durations (`"60s"`, `"1h"`).
+pub(crate) mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// Serde helper for nginx-style sizes.
+pub(crate) mod opt_size {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Num(u64),
+        Text(String),
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<Raw>::deserialize(d)? {
+            None => Ok(None),
+            Some(Raw::Num(n)) => Ok(Some(n)),
+            Some(Raw::Text(t)) => super::parse_size(&t)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("`{t}` is not a size like 8M"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_nginx() {
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("8k"), Some(8192));
+        assert_eq!(parse_size("8M"), Some(8 << 20));
+        assert_eq!(parse_size("8g"), Some(8 << 30));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size(""), None);
+        assert_eq!(parse_size("M"), None);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(FileConfig::parse("lisen = \"0.0.0.0:1\"").is_err());
+        assert!(FileConfig::parse("[keys]\nsigning = \"x\"").is_err());
+        assert!(FileConfig::parse("[routes.spawner]\nprot = 1").is_err());
+    }
+
+    #[test]
+    fn missing_signing_key_names_the_file() {
+        let file = FileConfig::parse("[keys]\nsigning_public_key = \"/nonexistent/k.pem\"")
+            .unwrap_or_default();
+        let err = Config::load(file, &Env::default()).err();
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("/nonexistent/k.pem"), "{text}");
+    }
+
+    #[test]
+    fn env_is_used_when_the_file_is_silent() {
+        let env = Env::from_fn(|name| match name {
+            "PYOS_SERVICE_HOST" => Some("10.0.0.9".into()),
+            "PYOS_SERVICE_PORT" => Some("8001".into()),
+            "WEBSITE_FQDN" => Some(String::new()),
+            _ => None,
+        });
+        assert_eq!(env.pyos_service_host.as_deref(), Some("10.0.0.9"));
+        assert_eq!(env.website_fqdn, None);
+        let svc = service(
+            &FileService::default(),
+            env.pyos_fqdn.as_ref().or(env.pyos_service_host.as_ref()),
+            DEFAULT_PYOS_HOST,
+            8001,
+        );
+        assert_eq!(svc.authority(), "10.0.0.9:8001");
+        let explicit = FileService {
+            host: Some("pyos.abcdesktop".into()),
+            port: None,
+        };
+        assert_eq!(
+            service(&explicit, Some(&"ignored".to_owned()), "pyos", 8000).authority(),
+            "pyos.abcdesktop:8000"
+        );
+    }
+}

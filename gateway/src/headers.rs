@@ -1,0 +1,245 @@
+//! Pure header helpers: hop-by-hop removal (RFC 9110 §7.6.1), upgrade detection, and the
+//! three header profiles of the original gateway (compat doc §1.7).
+//!
+//! Like nginx, the gateway forwards every client header it does not set itself, including
+//! `ABCAuthorization` and cookies (pod services rely on that); only hop-by-hop headers go.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::routes::HeaderProfile;
+
+/// `X-Real-IP`.
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `Keep-Alive` (not in `http::header`).
+pub static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// `Proxy-Connection` (non-standard, still sent by some clients).
+pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// `X-Frame-Options`.
+pub static X_FRAME_OPTIONS: HeaderName = HeaderName::from_static("x-frame-options");
+/// `X-XSS-Protection`.
+pub static X_XSS_PROTECTION: HeaderName = HeaderName::from_static("x-xss-protection");
+
+/// The fixed hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
+/// `Proxy-Connection`); `Connection`'s listed names are removed as well.
+fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+}
+
+/// Whether `Connection` lists `token` (case-insensitive).
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Removes the headers `Connection` names, then the fixed hop-by-hop list.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in fixed_hop_by_hop() {
+        headers.remove(name);
+    }
+}
+
+/// The `Upgrade` value of an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`).
+pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
+    if !connection_has(headers, "upgrade") {
+        return None;
+    }
+    headers.get(header::UPGRADE).cloned()
+}
+
+/// `host` without its port (nginx `$host`), IPv6 literals kept bracketed.
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').and_then(|i| host.get(..=i)).unwrap_or(host);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// What a profile needs to know about the request.
+#[derive(Debug, Clone)]
+pub struct Forwarding<'a> {
+    /// The client's address.
+    pub peer: IpAddr,
+    /// The client's `Host` (or HTTP/2 `:authority`), if any.
+    pub client_host: Option<&'a str>,
+    /// `host:port` of the upstream as the route names it (nginx `$proxy_host`).
+    pub upstream_host: &'a str,
+    /// The client's `Upgrade` value when the request is a permitted upgrade.
+    pub upgrade: Option<HeaderValue>,
+}
+
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name.clone(), v);
+    }
+}
+
+/// Rewrites a request's headers (already free of hop-by-hop headers) for `profile`.
+pub fn apply_profile(headers: &mut HeaderMap, profile: HeaderProfile, fwd: &Forwarding<'_>) {
+    let host = match profile {
+        HeaderProfile::Proxy => fwd
+            .client_host
+            .map(host_without_port)
+            .filter(|h| !h.is_empty())
+            .unwrap_or(fwd.upstream_host),
+        HeaderProfile::Ws | HeaderProfile::Plain => fwd.upstream_host,
+    };
+    set(headers, &header::HOST, host);
+    if profile == HeaderProfile::Plain {
+        return;
+    }
+    let peer = fwd.peer.to_canonical().to_string();
+    set(headers, &X_REAL_IP, &peer);
+    // nginx `$proxy_add_x_forwarded_for`: the client's list, then the peer.
+    let previous: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let xff = if previous.is_empty() {
+        peer
+    } else {
+        format!("{}, {peer}", previous.join(", "))
+    };
+    set(headers, &X_FORWARDED_FOR, &xff);
+    set(headers, &X_FORWARDED_PROTO, "http");
+    if let Some(upgrade) = &fwd.upgrade {
+        headers.insert(header::UPGRADE, upgrade.clone());
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Cleans an upstream response's headers: hop-by-hop (kept for a 101, whose `Upgrade` and
+/// `Connection` the client needs) and `Server` go; 2xx/3xx get the original's
+/// `X-Frame-Options: SAMEORIGIN` and `X-XSS-Protection: 1; mode=block` unless set.
+pub fn clean_response(headers: &mut HeaderMap, status: http::StatusCode) {
+    if status != http::StatusCode::SWITCHING_PROTOCOLS {
+        remove_hop_by_hop(headers);
+    }
+    headers.remove(header::SERVER);
+    if status.is_success() || status.is_redirection() {
+        headers
+            .entry(X_FRAME_OPTIONS.clone())
+            .or_insert(HeaderValue::from_static("SAMEORIGIN"));
+        headers
+            .entry(X_XSS_PROTECTION.clone())
+            .or_insert(HeaderValue::from_static("1; mode=block"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                h.append(k, v);
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_go() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "x"),
+            ("abcauthorization", "Bearer t"),
+            ("origin", "http://o"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["abcauthorization", "origin"]);
+    }
+
+    #[test]
+    fn upgrade_needs_both_headers() {
+        assert!(upgrade_request(&map(&[("upgrade", "websocket")])).is_none());
+        assert!(
+            upgrade_request(&map(&[
+                ("connection", "keep-alive, Upgrade"),
+                ("upgrade", "websocket")
+            ]))
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn host_port_is_removed() {
+        assert_eq!(host_without_port("a.b:8080"), "a.b");
+        assert_eq!(host_without_port("a.b"), "a.b");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+    }
+
+    #[test]
+    fn proxy_profile_sets_forwarding_headers() {
+        let mut h = map(&[("x-forwarded-for", "1.1.1.1"), ("origin", "http://o")]);
+        let fwd = Forwarding {
+            peer: IpAddr::from([10, 0, 0, 1]),
+            client_host: Some("desk.example:30443"),
+            upstream_host: "pyos:8000",
+            upgrade: None,
+        };
+        apply_profile(&mut h, HeaderProfile::Proxy, &fwd);
+        assert_eq!(h["host"], "desk.example");
+        assert_eq!(h["x-real-ip"], "10.0.0.1");
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["origin"], "http://o");
+
+        let mut h = HeaderMap::new();
+        apply_profile(&mut h, HeaderProfile::Plain, &fwd);
+        assert_eq!(h["host"], "pyos:8000");
+        assert!(h.get("x-forwarded-for").is_none());
+    }
+
+    #[test]
+    fn responses_lose_server_and_gain_frame_options_on_success_only() {
+        let mut h = map(&[("server", "nginx"), ("connection", "close")]);
+        clean_response(&mut h, http::StatusCode::OK);
+        assert!(h.get("server").is_none() && h.get("connection").is_none());
+        assert_eq!(h["x-frame-options"], "SAMEORIGIN");
+        let mut h = HeaderMap::new();
+        clean_response(&mut h, http::StatusCode::NOT_FOUND);
+        assert!(h.get("x-frame-options").is_none());
+    }
+}

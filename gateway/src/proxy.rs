@@ -1,0 +1,376 @@
+//! The request path, phase by phase: route → authorize → choose upstream → rewrite the
+//! request → forward (or upgrade) → filter the response.
+//!
+//! Every phase that can fail turns into one of [`crate::respond`]'s responses; nothing is
+//! handed to hyper as an error. The token is checked before any upstream connection is
+//! opened, and bodies stream both ways (the route's body limit is enforced while streaming).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tracing::{debug, warn};
+
+use crate::config::{Config, ServiceAddr};
+use crate::headers::{self, Forwarding};
+use crate::respond::{self, Body, BoxError};
+use crate::routes::{Matched, PortRule, ServiceName, Upstream, UriRule};
+use crate::token::{Authenticator, RequestParts, fingerprint};
+
+mod static_files;
+
+/// The request body went over the route's limit.
+#[derive(Debug, thiserror::Error)]
+#[error("request body over the route's limit")]
+pub struct BodyTooLarge;
+
+/// Everything a request needs: configuration, the token pipeline and the upstream pool.
+#[derive(Debug)]
+pub struct Gateway {
+    config: Config,
+    auth: Authenticator,
+    client: Client<HttpConnector, Body>,
+}
+
+/// Where a request goes, computed before its body is touched.
+#[derive(Debug)]
+struct Plan {
+    /// `host:port` dialled.
+    dial: String,
+    /// `host:port` as the route names it (nginx `$proxy_host`, the `Host` of ws/plain).
+    named: String,
+    /// Upstream path and query.
+    path_and_query: String,
+}
+
+// === impl Gateway ===
+
+impl Gateway {
+    /// Builds the gateway; the upstream pool starts empty and nothing is resolved yet.
+    pub fn new(mut config: Config) -> Self {
+        let keys = std::mem::take(&mut config.keys);
+        let auth = Authenticator::new(config.auth.clone(), keys);
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.upstream.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.upstream.pool_idle_timeout)
+            .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
+            .build(connector);
+        Gateway {
+            config,
+            auth,
+            client,
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The token pipeline (for its counters).
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    /// Answers one request. Never fails: every problem becomes a response.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let mut res = self.route(req, peer).await;
+        res.headers_mut().remove(header::SERVER);
+        res
+    }
+
+    async fn route(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        let Some(matched) = self.config.routes.find(&path) else {
+            debug!(path, "no route");
+            return respond::not_found();
+        };
+        let route = matched.route;
+        match route.upstream {
+            Upstream::Healthz => return respond::text(StatusCode::OK, "OK\n"),
+            Upstream::Node => {
+                return respond::text(StatusCode::OK, format!("{}\n", self.config.node_name));
+            }
+            Upstream::Static => {
+                return match &self.config.static_dir {
+                    Some(dir) => static_files::serve(dir, &req).await,
+                    None => respond::not_found(),
+                };
+            }
+            Upstream::Desktop(_) | Upstream::Service(_) => {}
+        }
+
+        // Container routes: the port must be allowed before any token work.
+        let path_port = match (route.upstream, matched.port) {
+            (Upstream::Desktop(PortRule::FromPath), Some(text)) => match text.parse::<u16>() {
+                Ok(p) if self.config.routes.container_port_allowed(p) => Some(p),
+                _ => {
+                    debug!(route = %route.name, "container port not allowed");
+                    return respond::not_found();
+                }
+            },
+            _ => None,
+        };
+
+        if content_length(&req).is_some_and(|len| len > route.body_limit) {
+            debug!(route = %route.name, "request body over the limit");
+            return respond::too_large();
+        }
+
+        let plan = match self.plan(&req, &matched, path_port).await {
+            Ok(plan) => plan,
+            Err(res) => return res,
+        };
+
+        let upgrade = if route.websocket {
+            headers::upgrade_request(req.headers())
+        } else {
+            None
+        };
+        let client_host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
+
+        let Ok(uri) = format!("http://{}{}", plan.dial, plan.path_and_query).parse::<Uri>() else {
+            return respond::bad_request();
+        };
+        let mut up_headers = req.headers().clone();
+        headers::remove_hop_by_hop(&mut up_headers);
+        headers::apply_profile(
+            &mut up_headers,
+            route.headers,
+            &Forwarding {
+                peer: peer.ip(),
+                client_host: client_host.as_deref(),
+                upstream_host: &plan.named,
+                upgrade: upgrade.clone(),
+            },
+        );
+
+        if upgrade.is_some() {
+            let on_client_upgrade = hyper::upgrade::on(&mut req);
+            let mut up = Request::new(respond::empty());
+            *up.method_mut() = req.method().clone();
+            *up.uri_mut() = uri;
+            *up.headers_mut() = up_headers;
+            return crate::upgrade::forward(
+                up,
+                on_client_upgrade,
+                &plan.dial,
+                self.config.upstream.connect_timeout,
+                route,
+            )
+            .await;
+        }
+
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let (parts, body) = req.into_parts();
+        let body = LimitedBody {
+            inner: body,
+            remaining: route.body_limit,
+            exceeded: exceeded.clone(),
+        };
+        let mut up = Request::new(body.boxed());
+        *up.method_mut() = parts.method;
+        *up.uri_mut() = uri;
+        *up.headers_mut() = up_headers;
+
+        match tokio::time::timeout(route.read_timeout, self.client.request(up)).await {
+            Ok(Ok(res)) => response(res),
+            Ok(Err(e)) => {
+                if exceeded.load(Ordering::Relaxed) {
+                    debug!(route = %route.name, "request body over the limit while streaming");
+                    return respond::too_large();
+                }
+                warn!(route = %route.name, upstream = %plan.dial, error = %error_chain(&e), "upstream failed");
+                respond::bad_gateway()
+            }
+            Err(_) => {
+                warn!(route = %route.name, upstream = %plan.dial, "upstream timed out");
+                respond::gateway_timeout()
+            }
+        }
+    }
+
+    /// Authorizes the request (if the route wants a token) and computes where it goes.
+    async fn plan<'r>(
+        &'r self,
+        req: &Request<Incoming>,
+        matched: &Matched<'r, '_>,
+        path_port: Option<u16>,
+    ) -> Result<Plan, Response<Body>> {
+        let route = matched.route;
+        let query = req.uri().query();
+        let (named, dial) = match route.upstream {
+            Upstream::Desktop(rule) => {
+                let Some(source) = route.token else {
+                    // Every desktop route has a token source; a table without one is a bug.
+                    tracing::error!(route = %route.name, "desktop route without a token source");
+                    return Err(respond::not_found());
+                };
+                let parts = RequestParts {
+                    header: req
+                        .headers()
+                        .get(crate::token::extract::HEADER_NAME)
+                        .map(HeaderValue::as_bytes),
+                    query,
+                    path: matched.from_match,
+                };
+                let token = source.extract(&parts).map_err(|refusal| {
+                    debug!(route = %route.name, reason = refusal.reason(), "token refused");
+                    respond::refusal(refusal)
+                })?;
+                let target = self
+                    .auth
+                    .authenticate(token, now())
+                    .await
+                    .map_err(|refusal| {
+                        debug!(
+                            route = %route.name,
+                            token = %fingerprint(token.as_bytes()),
+                            reason = refusal.reason(),
+                            "token refused"
+                        );
+                        respond::refusal(refusal)
+                    })?;
+                let port = match rule {
+                    PortRule::Fixed(p) => p,
+                    PortRule::FromPath => path_port.ok_or_else(respond::not_found)?,
+                };
+                (
+                    target.authority(port),
+                    target.authority(self.config.upstream.dial_port(port)),
+                )
+            }
+            Upstream::Service(name) => {
+                let svc = self.service(name);
+                (svc.authority(), svc.authority())
+            }
+            _ => return Err(respond::not_found()),
+        };
+        let path = req.uri().path();
+        let with_query = |p: &str| match query {
+            Some(q) => format!("{p}?{q}"),
+            None => p.to_owned(),
+        };
+        let path_and_query = match &route.uri {
+            UriRule::Keep => with_query(path),
+            UriRule::Root => "/".to_owned(),
+            UriRule::Fixed(p) => p.clone(),
+            UriRule::StripPrefix(prefix) => {
+                let rest = path.strip_prefix(prefix.as_str()).unwrap_or(path);
+                let rest = rest.trim_start_matches('/');
+                with_query(&format!("/{rest}"))
+            }
+            UriRule::ContainerRest => with_query(&format!("/{}", matched.rest.unwrap_or(""))),
+        };
+        Ok(Plan {
+            dial,
+            named,
+            path_and_query,
+        })
+    }
+
+    fn service(&self, name: ServiceName) -> &ServiceAddr {
+        let s = &self.config.services;
+        match name {
+            ServiceName::Pyos => &s.pyos,
+            ServiceName::Speedtest => &s.speedtest,
+            ServiceName::Console => &s.console,
+            ServiceName::Website => &s.website,
+        }
+    }
+}
+
+/// The current time in Unix seconds.
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// An upstream response, cleaned, with its body streamed through.
+pub(crate) fn response(res: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = res.into_parts();
+    headers::clean_response(&mut parts.headers, parts.status);
+    Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+}
+
+/// The error and its sources on one line (hyper's `Display` shows one level only).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// A request body that fails once more than `remaining` bytes went through, flagging why.
+struct LimitedBody {
+    inner: Incoming,
+    remaining: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > this.remaining {
+                        this.exceeded.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                    }
+                    this.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

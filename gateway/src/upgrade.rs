@@ -1,0 +1,200 @@
+//! WebSocket (HTTP/1.1 `Upgrade`) pass-through, after the request was authorized.
+//!
+//! The upstream gets a dedicated connection (an upgraded connection never returns to a pool).
+//! When it answers `101`, both sides are upgraded and spliced with
+//! [`tokio::io::copy_bidirectional`]; the tunnel closes after the route's `read_timeout`
+//! without traffic in either direction (nginx's `proxy_read_timeout` on `ws.conf`
+//! locations). Frames are not inspected; the token is not re-checked on an open tunnel.
+//! Any other upstream answer is forwarded as an ordinary response.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::proxy::{error_chain, response};
+use crate::respond::{self, Body};
+use crate::routes::Route;
+
+/// Sends `up` (already rewritten, empty body) to `dial` on a fresh connection and, on `101`,
+/// splices the client's upgraded connection to the upstream's.
+pub async fn forward(
+    up: Request<Body>,
+    on_client_upgrade: OnUpgrade,
+    dial: &str,
+    connect_timeout: Duration,
+    route: &Route,
+) -> Response<Body> {
+    let stream =
+        match tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(dial)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                warn!(route = %route.name, upstream = dial, error = %e, "upstream connect failed");
+                return respond::bad_gateway();
+            }
+            Err(_) => {
+                warn!(route = %route.name, upstream = dial, "upstream connect timed out");
+                return respond::bad_gateway();
+            }
+        };
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            warn!(route = %route.name, error = %error_chain(&e), "upstream handshake failed");
+            return respond::bad_gateway();
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            debug!(error = %e, "upstream upgrade connection ended");
+        }
+    });
+    let mut res = match tokio::time::timeout(route.read_timeout, sender.send_request(up)).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(e)) => {
+            warn!(route = %route.name, error = %error_chain(&e), "upstream failed");
+            return respond::bad_gateway();
+        }
+        Err(_) => {
+            warn!(route = %route.name, "upstream timed out");
+            return respond::gateway_timeout();
+        }
+    };
+    if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return response(res);
+    }
+    let on_upstream_upgrade = hyper::upgrade::on(&mut res);
+    let idle = route.read_timeout;
+    let name = route.name.clone();
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(on_client_upgrade, on_upstream_upgrade) {
+            Ok(pair) => pair,
+            Err(e) => {
+                debug!(route = %name, error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let (to_upstream, to_client) =
+            tunnel(TokioIo::new(client), TokioIo::new(upstream), idle).await;
+        debug!(route = %name, to_upstream, to_client, "tunnel closed");
+    });
+    response(res)
+}
+
+/// Splices `a` and `b` until either side closes or nothing moves for `idle`; returns the
+/// bytes moved each way (a→b, b→a) when known.
+pub async fn tunnel<A, B>(a: A, b: B, idle: Duration) -> (u64, u64)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let start = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let mut a = Tracked {
+        io: a,
+        start,
+        last: last.clone(),
+    };
+    let mut b = Tracked {
+        io: b,
+        start,
+        last: last.clone(),
+    };
+    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+    tokio::pin!(copy);
+    loop {
+        let deadline = start + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+        tokio::select! {
+            done = &mut copy => return done.unwrap_or((0, 0)),
+            () = tokio::time::sleep_until(deadline) => {
+                let quiet_since = start + Duration::from_millis(last.load(Ordering::Relaxed));
+                if Instant::now().duration_since(quiet_since) >= idle {
+                    debug!(idle_secs = idle.as_secs(), "tunnel idle; closing");
+                    return (0, 0);
+                }
+            }
+        }
+    }
+}
+
+/// An I/O object that records when bytes last moved through it.
+struct Tracked<T> {
+    io: T,
+    start: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl<T> Tracked<T> {
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.io).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.touch();
+        }
+        res
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.io).poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            this.touch();
+        }
+        res
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_tunnel_closes_after_the_timeout() {
+        let (a, mut a_peer) = tokio::io::duplex(64);
+        let (b, mut b_peer) = tokio::io::duplex(64);
+        let task = tokio::spawn(tunnel(a, b, Duration::from_secs(60)));
+        a_peer.write_all(b"hi").await.unwrap_or_default();
+        let mut got = [0u8; 2];
+        b_peer.read_exact(&mut got).await.unwrap_or_default();
+        assert_eq!(&got, b"hi");
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert!(task.await.is_ok());
+    }
+}

@@ -1,0 +1,325 @@
+//! Shared helpers of the proxy tests: throw-away keys and tokens, in-process upstreams that
+//! report what they received, and a gateway on 127.0.0.1:0.
+//!
+//! Routes keep their real pod ports; `[upstream] port_map` translates each pod port to the
+//! ephemeral port of the fake service standing in for it, so the tests prove which pod port a
+//! route dials without needing the real ports to be free.
+#![allow(dead_code, clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use gateway::config::{
+    Config, Env, FileAuth, FileConfig, FileKeys, FileService, FileServices, FileUpstream,
+};
+use gateway::keygen::{self, PAIRS};
+use gateway::mint::{MintMode, Minter};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub type TestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The pod ports the fake desktop stands in for.
+pub const POD_PORTS: [u16; 13] = [
+    4714, 6081, 29780, 29781, 29782, 29783, 29784, 29785, 29786, 29787, 29788, 29789, 29790,
+];
+
+pub struct TestKeys {
+    pub dir: tempfile::TempDir,
+    pub minter: Minter,
+}
+
+impl TestKeys {
+    pub fn signing_public(&self) -> PathBuf {
+        self.dir.path().join(PAIRS[1].public_file)
+    }
+    pub fn payload_private(&self) -> PathBuf {
+        self.dir.path().join(PAIRS[0].private_file)
+    }
+}
+
+/// 1024-bit keys (fast in debug builds), made once per test binary.
+pub static KEYS: LazyLock<TestKeys> = LazyLock::new(|| {
+    let pairs: Vec<_> = PAIRS
+        .iter()
+        .take(2)
+        .map(|spec| keygen::generate_pair(*spec, 1024).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    keygen::write_pairs(dir.path(), &pairs, false).unwrap();
+    let minter =
+        Minter::from_pem(&pairs[1].private_pem, &pairs[0].public_pem, MintMode::Pkcs1).unwrap();
+    TestKeys { dir, minter }
+});
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A valid token for the fake desktop on 127.0.0.1.
+pub fn token() -> String {
+    KEYS.minter.mint("127.0.0.1", now(), 600).unwrap()
+}
+
+pub fn full(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// An in-process upstream: answers every request with JSON describing it.
+#[derive(Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub accepts: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub fn accepted(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+}
+
+async fn describe(name: &str, req: Request<Incoming>) -> Response<TestBody> {
+    let (parts, mut body) = req.into_parts();
+    let mut len = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(d) = frame.data_ref() {
+            len += d.len();
+        }
+    }
+    let mut headers = serde_json::Map::new();
+    for name in parts.headers.keys() {
+        let all: Vec<&str> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("?"))
+            .collect();
+        headers.insert(name.to_string(), Value::from(all.join(", ")));
+    }
+    let v = json!({
+        "name": name,
+        "method": parts.method.as_str(),
+        "uri": parts.uri.to_string(),
+        "headers": headers,
+        "body_len": len,
+    });
+    let mut res = Response::new(full(v.to_string()));
+    res.headers_mut()
+        .insert("server", http::HeaderValue::from_static("fake-upstream"));
+    res
+}
+
+/// Starts an HTTP echo upstream named `name` on 127.0.0.1:0.
+pub async fn upstream(name: &str) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = Upstream {
+        name: name.to_owned(),
+        addr: listener.local_addr().unwrap(),
+        accepts: Arc::new(AtomicUsize::new(0)),
+    };
+    let accepts = up.accepts.clone();
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            accepts.fetch_add(1, Ordering::SeqCst);
+            let name = name.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let name = name.clone();
+                    async move { Ok::<_, Infallible>(describe(&name, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    up
+}
+
+/// Starts a WebSocket upstream: on connect it sends one text message describing the
+/// handshake request (JSON), then echoes every message.
+pub async fn ws_upstream(name: &str) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = Upstream {
+        name: name.to_owned(),
+        addr: listener.local_addr().unwrap(),
+        accepts: Arc::new(AtomicUsize::new(0)),
+    };
+    let accepts = up.accepts.clone();
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            accepts.fetch_add(1, Ordering::SeqCst);
+            let name = name.clone();
+            tokio::spawn(async move {
+                let seen = Arc::new(std::sync::Mutex::new(Value::Null));
+                let seen2 = seen.clone();
+                let cb = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                               res| {
+                    let mut headers = serde_json::Map::new();
+                    for (k, v) in req.headers() {
+                        headers.insert(k.to_string(), Value::from(v.to_str().unwrap_or("?")));
+                    }
+                    *seen2.lock().unwrap() =
+                        json!({"name": name, "uri": req.uri().to_string(), "headers": headers});
+                    Ok(res)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, cb).await else {
+                    return;
+                };
+                let hello = seen.lock().unwrap().to_string();
+                if ws.send(hello.into()).await.is_err() {
+                    return;
+                }
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    up
+}
+
+/// A fake desktop: one HTTP echo upstream per pod port, named by the port.
+pub struct Desktop {
+    pub ports: BTreeMap<u16, Upstream>,
+}
+
+impl Desktop {
+    pub async fn http() -> Desktop {
+        let mut ports = BTreeMap::new();
+        for p in POD_PORTS {
+            ports.insert(p, upstream(&p.to_string()).await);
+        }
+        Desktop { ports }
+    }
+
+    pub fn port_map(&self) -> BTreeMap<String, u16> {
+        self.ports
+            .iter()
+            .map(|(p, up)| (p.to_string(), up.addr.port()))
+            .collect()
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.ports.values().map(Upstream::accepted).sum()
+    }
+}
+
+/// The base file config of the tests: test keys, loopback targets, a port map.
+pub fn file_config(port_map: BTreeMap<String, u16>) -> FileConfig {
+    FileConfig {
+        node_name: Some("test-node".to_owned()),
+        keys: FileKeys {
+            signing_public_key: Some(KEYS.signing_public()),
+            payload_private_key: Some(KEYS.payload_private()),
+            payload_padding: None,
+        },
+        auth: FileAuth {
+            allow_loopback: Some(true),
+            ..FileAuth::default()
+        },
+        upstream: FileUpstream {
+            port_map: Some(port_map),
+            connect_timeout: Some(Duration::from_secs(5)),
+            ..FileUpstream::default()
+        },
+        ..FileConfig::default()
+    }
+}
+
+pub fn service(up: &Upstream) -> FileService {
+    FileService {
+        host: Some("127.0.0.1".to_owned()),
+        port: Some(up.addr.port()),
+    }
+}
+
+pub fn services(
+    pyos: &Upstream,
+    speedtest: &Upstream,
+    console: &Upstream,
+    website: &Upstream,
+) -> FileServices {
+    FileServices {
+        pyos: service(pyos),
+        speedtest: service(speedtest),
+        console: service(console),
+        website: service(website),
+    }
+}
+
+/// A running gateway; dropping it shuts it down.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+pub async fn spawn_gateway(file: FileConfig) -> Gateway {
+    let config = Config::load(file, &Env::default()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(gateway::server::serve(listener, config, async {
+        let _ = rx.await;
+    }));
+    Gateway { addr, _stop: tx }
+}
+
+pub fn client() -> Client<HttpConnector, TestBody> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends a request; returns status, headers and the whole body as text.
+pub async fn send(req: Request<TestBody>) -> (http::StatusCode, http::HeaderMap, String) {
+    let res = client().request(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+pub async fn get(
+    url: &str,
+    header_token: Option<&str>,
+) -> (http::StatusCode, http::HeaderMap, String) {
+    let mut b = Request::get(url).header("origin", "http://portal.example");
+    if let Some(t) = header_token {
+        b = b.header("abcauthorization", format!("Bearer {t}"));
+    }
+    send(b.body(full(Bytes::new())).unwrap()).await
+}
+
+/// Parses an echo upstream's answer.
+pub fn seen(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not an echo answer ({e}): {body}"))
+}
