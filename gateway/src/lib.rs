@@ -8,6 +8,9 @@
 //! Module map:
 //! - [`keys`]: reading the signing and payload key files (PEM);
 //! - [`token`]: the token pipeline (extract, verify, decrypt, validate, cache);
+//! - [`reload`]: key hot reload (Kubernetes Secret updates, rotation overlap);
+//! - [`metrics`], [`admin`], [`telemetry`]: Prometheus metrics, the admin listener
+//!   (`/metrics`, `/livez`, `/readyz`), log redaction and rate limiting;
 //! - [`keygen`], [`mint`]: making abcdesktop's key pairs and pyos-shaped tokens (for
 //!   `keys-tool`, `gateway demo`, tests and the load harness);
 //! - [`config`]: the TOML file and environment → validated [`config::Config`];
@@ -16,15 +19,19 @@
 //!   [`upgrade`]: WebSocket pass-through; [`headers`]: header profiles; [`respond`]: the
 //!   gateway's own responses; [`demo`]: `gateway demo`.
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod headers;
 pub mod keygen;
 pub mod keys;
+pub mod metrics;
 pub mod mint;
 pub mod proxy;
+pub mod reload;
 pub mod respond;
 pub mod routes;
 pub mod server;
+pub mod telemetry;
 pub mod token;
 pub mod upgrade;
