@@ -14,10 +14,11 @@ use serde::Deserialize;
 use super::Refusal;
 use crate::keys::{self, KeyError, WARN_BELOW_BITS};
 
-/// base64url as JWS uses it; padding tolerated (it never appears in PyJWT output).
+/// base64url without padding, as RFC 7515 §2 defines it for JWS (and as PyJWT writes it).
+/// Padding is refused, like jsonwebtoken does, so the two verifiers agree on every input.
 const B64URL: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::URL_SAFE,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::RequireNone),
 );
 
 /// The only algorithm a desktop token may use.
