@@ -166,7 +166,10 @@ impl Gateway {
             let on_client_upgrade = hyper::upgrade::on(&mut req);
             let mut up = Request::new(respond::empty());
             *up.method_mut() = req.method().clone();
-            *up.uri_mut() = uri;
+            // A bare connection sends the URI as given: origin-form, not absolute-form.
+            *up.uri_mut() = uri
+                .path_and_query()
+                .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
             *up.headers_mut() = up_headers;
             return crate::upgrade::forward(
                 up,
