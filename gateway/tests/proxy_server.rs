@@ -1,0 +1,174 @@
+//! The server around the proxy: HTTP/2 (h2c), the header-read timeout, the connection cap,
+//! the static site, and the binary's `--check-config`.
+
+mod support_proxy;
+
+use std::time::Duration;
+
+use gateway::config::FileWebsite;
+use http::StatusCode;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use support_proxy::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn http2_clients_are_served_and_proxied_as_http1() {
+    let up = upstream("spawner").await;
+    let gw = spawn_gateway(file_config(
+        [("29786".to_owned(), up.addr.port())].into_iter().collect(),
+    ))
+    .await;
+    let h2: Client<_, TestBody> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let res = h2
+        .request(
+            http::Request::get(gw.url("/spawner/x?y=1"))
+                .header("abcauthorization", token())
+                .body(full(""))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let seen = seen(&String::from_utf8_lossy(&body));
+    assert_eq!(seen["uri"], "/spawner/x?y=1");
+    assert_eq!(seen["headers"]["host"], "127.0.0.1");
+}
+
+async fn read_all(mut s: TcpStream, within: Duration) -> String {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(within, s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test]
+async fn slow_request_heads_are_cut_off() {
+    let mut file = file_config(Default::default());
+    file.limits.header_read_timeout = Some(Duration::from_millis(300));
+    let gw = spawn_gateway(file).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "connection still open after the header-read timeout"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let mut file = file_config(Default::default());
+    file.limits.max_connections = Some(1);
+    let gw = spawn_gateway(file).await;
+    let req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut first = TcpStream::connect(gw.addr).await.unwrap();
+    first.write_all(req).await.unwrap();
+    let mut buf = [0u8; 512];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    let mut second = TcpStream::connect(gw.addr).await.unwrap();
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "second connection served while the first holds the slot"
+    );
+    drop(first);
+    let text = read_all(second, Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+#[tokio::test]
+async fn static_site_serves_files_and_refuses_traversal() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<h1>abcdesktop</h1>").unwrap();
+    std::fs::create_dir(dir.path().join("css")).unwrap();
+    std::fs::write(dir.path().join("css/app.css"), "body{}").unwrap();
+    let mut file = file_config(Default::default());
+    file.website = FileWebsite {
+        static_dir: Some(dir.path().to_owned()),
+    };
+    let gw = spawn_gateway(file).await;
+    let (status, headers, body) = get(&gw.url("/"), None).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "<h1>abcdesktop</h1>")
+    );
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let (status, headers, _) = get(&gw.url("/css/app.css"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/css; charset=utf-8");
+    let (status, _, _) = get(&gw.url("/missing.js"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /css/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let text = read_all(s, Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+}
+
+fn gateway_bin(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .env_remove("JWT_DESKTOP_SIGNING_PUBLIC_KEY")
+        .env_remove("JWT_DESKTOP_PAYLOAD_PRIVATE_KEY")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_config_validates_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[keys]\nsigning_public_key = {:?}\npayload_private_key = {:?}\n",
+            KEYS.signing_public(),
+            KEYS.payload_private()
+        ),
+    )
+    .unwrap();
+    let out = gateway_bin(&["--config", good.to_str().unwrap(), "--check-config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("config ok"));
+
+    let no_key = dir.path().join("no_key.toml");
+    std::fs::write(
+        &no_key,
+        "[keys]\nsigning_public_key = \"/nonexistent/sign.pem\"\n",
+    )
+    .unwrap();
+    let out = gateway_bin(&["--config", no_key.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/sign.pem"));
+
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "lisen = \"0.0.0.0:1\"\n").unwrap();
+    let out = gateway_bin(&["--config", typo.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lisen"));
+}
