@@ -17,11 +17,12 @@
 //! - [`routes`]: abcdesktop's route table as data and nginx's matching rules;
 //! - [`server`]: the accept loop ([`server::serve`]); [`proxy`]: the request path;
 //!   [`upgrade`]: WebSocket pass-through; [`headers`]: header profiles; [`respond`]: the
-//!   gateway's own responses; [`demo`]: `gateway demo`.
+//!   gateway's own responses; [`dns`]: desktop-name resolution; [`demo`]: `gateway demo`.
 
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod dns;
 pub mod headers;
 pub mod keygen;
 pub mod keys;

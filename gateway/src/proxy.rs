@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
@@ -22,12 +22,16 @@ use hyper_util::rt::TokioExecutor;
 use tracing::{debug, warn};
 
 use crate::config::{Config, ServiceAddr};
+use crate::dns::Dns;
 use crate::headers::{self, Forwarding};
 use crate::respond::{self, Body, BoxError};
 use crate::routes::{Matched, PortRule, ServiceName, Upstream, UriRule};
-use crate::token::{Authenticator, RequestParts, fingerprint};
+use crate::token::{Authenticator, RequestParts, Target, fingerprint};
 
 mod static_files;
+
+/// Longest wait for a desktop name's address (bounded further by the connect timeout).
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The request body went over the route's limit.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,7 @@ pub struct Gateway {
     config: Config,
     auth: Authenticator,
     client: Client<HttpConnector, Body>,
+    dns: Dns,
 }
 
 /// Where a request goes, computed before its body is touched.
@@ -67,10 +72,12 @@ impl Gateway {
             .pool_idle_timeout(config.upstream.pool_idle_timeout)
             .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
             .build(connector);
+        let dns = Dns::from_system(config.upstream.connect_timeout.min(DNS_TIMEOUT));
         Gateway {
             config,
             auth,
             client,
+            dns,
         }
     }
 
@@ -255,10 +262,18 @@ impl Gateway {
                     PortRule::Fixed(p) => p,
                     PortRule::FromPath => path_port.ok_or_else(respond::not_found)?,
                 };
-                (
-                    target.authority(port),
-                    target.authority(self.config.upstream.dial_port(port)),
-                )
+                let dial_port = self.config.upstream.dial_port(port);
+                let dial = match &target {
+                    Target::Name(name) => match self.dns.resolve(name).await {
+                        Ok(ip) => SocketAddr::new(ip, dial_port).to_string(),
+                        Err(e) => {
+                            warn!(route = %route.name, target = %name, error = %e, "desktop name did not resolve");
+                            return Err(respond::bad_gateway());
+                        }
+                    },
+                    Target::Ip(_) => target.authority(dial_port),
+                };
+                (target.authority(port), dial)
             }
             Upstream::Service(name) => {
                 let svc = self.service(name);

@@ -186,3 +186,21 @@ async fn no_route_is_404_when_the_website_route_is_disabled() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body, "404 Not Found\n");
 }
+
+#[tokio::test]
+async fn desktop_name_that_does_not_resolve_is_502_fast() {
+    let up = upstream("spawner").await;
+    let mut file = file_config(one_port(29786, up.addr.port()));
+    file.upstream.connect_timeout = Some(Duration::from_secs(1));
+    let gw = spawn_gateway(file).await;
+    let token = KEYS
+        .minter
+        .mint("no-such-pod.desktop.abcdesktop.svc.cluster.local", now(), 600)
+        .unwrap();
+    let started = Instant::now();
+    let (status, _, body) = get(&gw.url("/spawner/x"), Some(&token)).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body, "502 Bad Gateway\n");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(up.accepted(), 0);
+}
