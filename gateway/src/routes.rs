@@ -324,6 +324,22 @@ fn builtin(static_site: bool) -> Result<Vec<Route>, (String, String)> {
             desktop(29781),
         )
         .token(Header),
+        // 4.4 (README only): pyos special cases, ahead of the general pyos regex.
+        Spec::new(
+            "pyos-manager-image",
+            regex(r"^/API/manager/image")?,
+            Upstream::Service(ServiceName::Pyos),
+        )
+        .headers(Proxy)
+        .read(360)
+        .body(16 * MIB),
+        Spec::new(
+            "pyos-launchdesktop",
+            regex(r"^/API/composer/launchdesktop")?,
+            Upstream::Service(ServiceName::Pyos),
+        )
+        .headers(Proxy)
+        .read(600),
         Spec::new(
             "pyos",
             regex(r"^/(moauth|fauth|gauth|oauth|autologin|API|status)")?,
@@ -568,6 +584,16 @@ mod tests {
             assert_eq!(name(&t, p).as_deref(), Some("pyos"), "{p}");
         }
         assert_eq!(name(&t, "/x/API").as_deref(), Some("website"));
+        let image = t.find("/API/manager/image?x").map(|m| m.route.body_limit);
+        assert_eq!(image, Some(16 * MIB));
+        let launch = t
+            .find("/API/composer/launchdesktop")
+            .map(|m| m.route.read_timeout);
+        assert_eq!(launch, Some(Duration::from_secs(600)));
+        assert_eq!(
+            name(&t, "/API/manager/images").as_deref(),
+            Some("pyos-manager-image")
+        );
         assert_eq!(name(&t, "/img/app/a.svg").as_deref(), Some("img-app"));
     }
 

@@ -195,12 +195,20 @@ async fn desktop_name_that_does_not_resolve_is_502_fast() {
     let gw = spawn_gateway(file).await;
     let token = KEYS
         .minter
-        .mint("no-such-pod.desktop.abcdesktop.svc.cluster.local", now(), 600)
+        .mint(
+            "no-such-pod.desktop.abcdesktop.svc.cluster.local",
+            now(),
+            600,
+        )
         .unwrap();
     let started = Instant::now();
     let (status, _, body) = get(&gw.url("/spawner/x"), Some(&token)).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(body, "502 Bad Gateway\n");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(up.accepted(), 0);
 }
