@@ -5,6 +5,7 @@
 //! handed to hyper as an error. The token is checked before any upstream connection is
 //! opened, and bodies stream both ways (the route's body limit is enforced while streaming).
 
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -191,7 +192,7 @@ impl Gateway {
         let exceeded = Arc::new(AtomicBool::new(false));
         let (parts, body) = req.into_parts();
         let body = LimitedBody {
-            inner: body,
+            inner: IdleTimeout::new(body, route.send_timeout),
             remaining: route.body_limit,
             exceeded: exceeded.clone(),
         };
@@ -201,7 +202,7 @@ impl Gateway {
         *up.headers_mut() = up_headers;
 
         match tokio::time::timeout(route.read_timeout, self.client.request(up)).await {
-            Ok(Ok(res)) => response(res),
+            Ok(Ok(res)) => response_with_idle_timeout(res, route.read_timeout),
             Ok(Err(e)) => {
                 if exceeded.load(Ordering::Relaxed) {
                     debug!(route = %route.name, "request body over the limit while streaming");
@@ -339,6 +340,79 @@ pub(crate) fn response(res: Response<Incoming>) -> Response<Body> {
     Response::from_parts(parts, body.map_err(BoxError::from).boxed())
 }
 
+/// [`response`], with the body cut off after `idle` without a frame (nginx
+/// `proxy_read_timeout` between two reads).
+fn response_with_idle_timeout(res: Response<Incoming>, idle: Duration) -> Response<Body> {
+    let (mut parts, body) = res.into_parts();
+    headers::clean_response(&mut parts.headers, parts.status);
+    Response::from_parts(parts, IdleTimeout::new(body, idle).boxed())
+}
+
+/// A body stalled longer than its idle limit.
+#[derive(Debug, thiserror::Error)]
+#[error("body idle for longer than the route's timeout")]
+pub struct BodyIdle;
+
+/// A body that fails when no frame arrives for `idle`.
+struct IdleTimeout<B> {
+    inner: B,
+    idle: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// The clock starts at the first poll, not while the body waits to be sent.
+    armed: bool,
+}
+
+impl<B> IdleTimeout<B> {
+    fn new(inner: B, idle: Duration) -> Self {
+        IdleTimeout {
+            inner,
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+            armed: false,
+        }
+    }
+}
+
+impl<B> hyper::body::Body for IdleTimeout<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if !this.armed {
+            this.armed = true;
+            let deadline = tokio::time::Instant::now() + this.idle;
+            this.sleep.as_mut().reset(deadline);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.sleep.as_mut().reset(deadline);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The error and its sources on one line (hyper's `Display` shows one level only).
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
@@ -353,7 +427,7 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// A request body that fails once more than `remaining` bytes went through, flagging why.
 struct LimitedBody {
-    inner: Incoming,
+    inner: IdleTimeout<Incoming>,
     remaining: u64,
     exceeded: Arc<AtomicBool>,
 }
@@ -379,7 +453,7 @@ impl hyper::body::Body for LimitedBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
             None => Poll::Ready(None),
         }
     }

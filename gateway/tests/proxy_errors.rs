@@ -212,3 +212,45 @@ async fn desktop_name_that_does_not_resolve_is_502_fast() {
     );
     assert_eq!(up.accepted(), 0);
 }
+
+#[tokio::test]
+async fn response_body_stalled_longer_than_the_read_timeout_is_cut_off() {
+    // Head and 5 bytes of a 100-byte body, then silence.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let mut file = file_config(one_port(29783, port));
+    file.routes.insert(
+        "filer".to_owned(),
+        RouteOverride {
+            read_timeout: Some(Duration::from_millis(300)),
+            ..Default::default()
+        },
+    );
+    let gw = spawn_gateway(file).await;
+    let req = http::Request::get(gw.url("/filer?file=x"))
+        .header("abcauthorization", token())
+        .body(full(""))
+        .unwrap();
+    let res = client().request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let started = Instant::now();
+    let body = tokio::time::timeout(Duration::from_secs(10), res.into_body().collect()).await;
+    assert!(
+        matches!(body, Ok(Err(_))),
+        "the stalled body was not cut off"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
