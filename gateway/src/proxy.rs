@@ -5,6 +5,7 @@
 //! handed to hyper as an error. The token is checked before any upstream connection is
 //! opened, and bodies stream both ways (the route's body limit is enforced while streaming).
 
+use std::borrow::Cow;
 use std::future::Future as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -94,15 +95,21 @@ impl Gateway {
 
     /// Answers one request. Never fails: every problem becomes a response.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = std::time::Instant::now();
         let mut res = self.route(req, peer).await;
         res.headers_mut().remove(header::SERVER);
+        debug!(
+            status = res.status().as_u16(),
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "request done"
+        );
         res
     }
 
     async fn route(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let path = req.uri().path().to_owned();
         let Some(matched) = self.config.routes.find(&path) else {
-            debug!(path, "no route");
+            debug!(path = %loggable_path(&path), "no route");
             return respond::not_found();
         };
         let route = matched.route;
@@ -316,6 +323,29 @@ impl Gateway {
     }
 }
 
+/// `path` as it may appear in logs: the token of a `/container/<jwt>/<port>…` path is
+/// replaced by its fingerprint (the query, where other tokens travel, is never logged).
+pub fn loggable_path(path: &str) -> Cow<'_, str> {
+    let Some(at) = path.find(crate::token::extract::CONTAINER_PREFIX) else {
+        return Cow::Borrowed(path);
+    };
+    let from = path.get(at..).unwrap_or_default();
+    let Some(container) = crate::token::extract::from_container_path(from) else {
+        return Cow::Borrowed(path);
+    };
+    let start = at + crate::token::extract::CONTAINER_PREFIX.len();
+    let token_segment = from
+        .get(crate::token::extract::CONTAINER_PREFIX.len()..)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default();
+    let head = path.get(..start).unwrap_or_default();
+    let tail = path.get(start + token_segment.len()..).unwrap_or_default();
+    Cow::Owned(format!(
+        "{head}[token:{}]{tail}",
+        fingerprint(container.token.as_bytes())
+    ))
+}
+
 /// The current time in Unix seconds.
 fn now() -> i64 {
     SystemTime::now()
@@ -464,5 +494,29 @@ impl hyper::body::Body for LimitedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_tokens_never_reach_the_logs() {
+        let fp = fingerprint(b"abc.def.ghi");
+        assert_eq!(
+            loggable_path("/container/abc.def.ghi/29786/spawner/x"),
+            format!("/container/[token:{fp}]/29786/spawner/x")
+        );
+        assert_eq!(
+            loggable_path("/container/Bearer abc.def.ghi/29786"),
+            format!("/container/[token:{fp}]/29786")
+        );
+        assert_eq!(
+            loggable_path("/filer/container/abc.def.ghi/1/y"),
+            format!("/filer/container/[token:{fp}]/1/y")
+        );
+        assert_eq!(loggable_path("/container/29786"), "/container/29786");
+        assert_eq!(loggable_path("/spawner/x"), "/spawner/x");
     }
 }

@@ -67,7 +67,11 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
         let gw = gateway.clone();
         let service = service_fn(move |req| {
             let gw = gw.clone();
-            let span = info_span!("request", method = %req.method(), path = %req.uri().path());
+            let span = info_span!(
+                "request",
+                method = %req.method(),
+                path = %crate::proxy::loggable_path(req.uri().path())
+            );
             async move { Ok::<_, Infallible>(gw.handle(req, peer).await) }.instrument(span)
         });
         let conn = builder

@@ -172,3 +172,39 @@ fn check_config_validates_and_exits() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("lisen"));
 }
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
+    // An upstream that answers after 500 ms.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+                    .await;
+            });
+        }
+    });
+    let gw = spawn_gateway(file_config(
+        [("29786".to_owned(), port)].into_iter().collect(),
+    ))
+    .await;
+    let addr = gw.addr;
+    let url = gw.url("/spawner/slow");
+    let token = token();
+    let in_flight = tokio::spawn(async move { get(&url, Some(&token)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(gw); // the shutdown signal
+    let (status, _, body) = in_flight.await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "slow"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
