@@ -82,6 +82,8 @@ pub struct Env {
     pub console_fqdn: Option<String>,
     /// `WEBSITE_FQDN`.
     pub website_fqdn: Option<String>,
+    /// `NAMESERVER_RESOLVER`: the DNS server for desktop names (route's entrypoint).
+    pub nameserver_resolver: Option<String>,
 }
 
 impl Env {
@@ -98,6 +100,7 @@ impl Env {
             speedtest_fqdn: get("SPEEDTEST_FQDN"),
             console_fqdn: get("CONSOLE_FQDN"),
             website_fqdn: get("WEBSITE_FQDN"),
+            nameserver_resolver: get("NAMESERVER_RESOLVER"),
         }
     }
 }
@@ -200,6 +203,9 @@ pub struct FileUpstream {
     /// Dial-time port translation `{ "6081" = 16081 }`: the demo and tests use it to run fake
     /// desktop services on ephemeral ports. Empty in production.
     pub port_map: Option<BTreeMap<String, u16>>,
+    /// DNS servers for desktop names (`"10.96.0.10"` or `"10.96.0.10:53"`); default: env
+    /// `NAMESERVER_RESOLVER`, else the system's (`/etc/resolv.conf`).
+    pub resolver: Option<Vec<String>>,
 }
 
 /// One named service.
@@ -305,6 +311,8 @@ pub struct UpstreamConfig {
     pub pool_max_idle_per_host: usize,
     /// Dial-time port translation (demo and tests).
     pub port_map: BTreeMap<u16, u16>,
+    /// DNS servers for desktop names; empty = the system's.
+    pub resolver: Vec<SocketAddr>,
 }
 
 impl UpstreamConfig {
@@ -514,6 +522,28 @@ impl Config {
                 .map_err(|_| invalid("upstream.port_map", format!("`{from}` is not a port")))?;
             port_map.insert(from, to);
         }
+        let resolver_texts = file.upstream.resolver.clone().unwrap_or_else(|| {
+            env.nameserver_resolver
+                .iter()
+                .flat_map(|v| v.split_whitespace().map(str::to_owned))
+                .collect()
+        });
+        let mut resolver = Vec::new();
+        for text in &resolver_texts {
+            let addr = text
+                .parse::<SocketAddr>()
+                .or_else(|_| {
+                    text.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| {
+                    invalid(
+                        "upstream.resolver",
+                        format!("`{text}` is not an IP address"),
+                    )
+                })?;
+            resolver.push(addr);
+        }
         let upstream = UpstreamConfig {
             connect_timeout: file
                 .upstream
@@ -528,6 +558,7 @@ impl Config {
                 .pool_max_idle_per_host
                 .unwrap_or(DEFAULT_POOL_MAX_IDLE_PER_HOST),
             port_map,
+            resolver,
         };
 
         let pyos_port = match (file.services.pyos.port, &env.pyos_service_port) {

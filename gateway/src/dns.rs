@@ -8,10 +8,13 @@
 //! website, …) are not resolved here: they go through the system resolver at request time,
 //! where search domains apply (as nginx did for its static upstream names).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::xfer::Protocol;
 use tracing::warn;
 
 /// Entries kept in the resolver's cache (hickory's default is 32; a node may serve
@@ -44,6 +47,30 @@ pub struct Dns {
 }
 
 impl Dns {
+    /// A resolver asking `servers` (UDP, then TCP) when given, else the system's.
+    pub fn new(servers: &[SocketAddr], timeout: Duration) -> Self {
+        if servers.is_empty() {
+            return Self::from_system(timeout);
+        }
+        let group: Vec<NameServerConfig> = servers
+            .iter()
+            .flat_map(|addr| {
+                [
+                    NameServerConfig::new(*addr, Protocol::Udp),
+                    NameServerConfig::new(*addr, Protocol::Tcp),
+                ]
+            })
+            .collect();
+        let config = ResolverConfig::from_parts(None, vec![], group);
+        let mut builder =
+            TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
+        builder.options_mut().cache_size = CACHE_SIZE;
+        Dns {
+            resolver: Some(builder.build()),
+            timeout,
+        }
+    }
+
     /// A resolver from the system configuration; without one, every lookup fails (and a
     /// warning says so once, here).
     pub fn from_system(timeout: Duration) -> Self {

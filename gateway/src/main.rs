@@ -8,8 +8,8 @@
 //!
 //! The original gateway's environment variables (`JWT_DESKTOP_SIGNING_PUBLIC_KEY`,
 //! `JWT_DESKTOP_PAYLOAD_PRIVATE_KEY`, `NODE_NAME`, `PYOS_FQDN`, `PYOS_SERVICE_HOST`,
-//! `PYOS_SERVICE_PORT`, `SPEEDTEST_FQDN`, `CONSOLE_FQDN`, `WEBSITE_FQDN`) are read here, and
-//! only here; logging follows `GATEWAY_LOG`, else `RUST_LOG`, else `info`.
+//! `PYOS_SERVICE_PORT`, `SPEEDTEST_FQDN`, `CONSOLE_FQDN`, `WEBSITE_FQDN`, `NAMESERVER_RESOLVER`)
+//! are read here, and only here; logging follows `GATEWAY_LOG`, else `RUST_LOG`, else `info`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -74,7 +74,10 @@ impl Gateway {
             .pool_idle_timeout(config.upstream.pool_idle_timeout)
             .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
             .build(connector);
-        let dns = Dns::from_system(config.upstream.connect_timeout.min(DNS_TIMEOUT));
+        let dns = Dns::new(
+            &config.upstream.resolver,
+            config.upstream.connect_timeout.min(DNS_TIMEOUT),
+        );
         Gateway {
             config,
             auth,

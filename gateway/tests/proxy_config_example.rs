@@ -70,10 +70,12 @@ fn example_config_with_every_key_uncommented_still_shows_the_defaults() {
         text.contains("\nhost = \"pyos\""),
         "uncommenting did not work"
     );
-    // port_map and static_dir are examples, not defaults.
+    // port_map, resolver and static_dir are examples, not defaults.
     let text = text
         .lines()
-        .filter(|l| !l.starts_with("port_map") && !l.starts_with("static_dir"))
+        .filter(|l| {
+            !l.starts_with("port_map") && !l.starts_with("static_dir") && !l.starts_with("resolver")
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let config = load(&text);
