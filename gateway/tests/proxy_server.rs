@@ -208,3 +208,23 @@ async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
         "still accepting after shutdown"
     );
 }
+
+#[tokio::test]
+async fn oversized_request_heads_are_refused() {
+    let mut file = file_config(Default::default());
+    file.limits.max_header_bytes = Some(16 * 1024);
+    let gw = spawn_gateway(file).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let big = "a".repeat(32 * 1024);
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    let _ = s.write_all(req.as_bytes()).await;
+    let text = read_all(s, Duration::from_secs(5)).await;
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 431"),
+        "an oversized head was served: {}",
+        text.lines().next().unwrap_or_default()
+    );
+    // A normal head on a new connection still works.
+    let (status, _, _) = get(&gw.url("/healthz"), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
