@@ -24,8 +24,18 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Serves `listener` with `config` until `shutdown` completes, then lets in-flight
 /// connections finish for at most `limits.shutdown_grace`.
 pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
-    let limits = config.limits.clone();
-    let gateway = Arc::new(Gateway::new(config));
+    serve_gateway(listener, Arc::new(Gateway::new(config)), shutdown).await;
+}
+
+/// [`serve`] with a gateway the caller keeps a handle on (key reload calls
+/// [`crate::token::Authenticator::replace_keys`] through [`Gateway::authenticator`]; metrics
+/// read its counters).
+pub async fn serve_gateway(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limits = gateway.config().limits.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
 
