@@ -134,7 +134,7 @@ impl LogLimiter {
                     (second << 32) | 1
                 })
             })
-            .map_or_else(|w| w, |w| w);
+            .unwrap_or_else(|w| w);
         let count = if packed >> 32 == second {
             (packed & 0xffff_ffff) + 1
         } else {
