@@ -51,19 +51,31 @@ pub struct AdminState {
     pub readiness: Readiness,
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     response
 }
 
-async fn handle(state: AdminState, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    state: AdminState,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "method not allowed\n"));
+        return Ok(text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            PLAIN,
+            "method not allowed\n",
+        ));
     }
     Ok(match req.uri().path() {
         "/metrics" => text(
@@ -80,7 +92,11 @@ async fn handle(state: AdminState, req: Request<Incoming>) -> Result<Response<Fu
 
 /// Serves the admin endpoints on `listener` until `shutdown` completes (connections already
 /// open finish their current request).
-pub async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: impl Future<Output = ()>) {
+pub async fn serve_admin(
+    listener: TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::reload::{self, KeySources};
 use crate::routes::{self, RouteOverride, RouteTable};
+use crate::telemetry::LogFormat;
 use crate::token::{
     AuthConfig, CacheConfig, Keys, PayloadKey, PayloadPadding, SigningKey, TargetPolicy,
 };
@@ -41,6 +43,13 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 /// How long in-flight requests may finish after a shutdown signal.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long `/readyz` fails before the listener stops accepting, so load balancers and
+/// kube-proxy take the pod out of rotation first.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+/// Where the admin endpoints (`/metrics`, `/livez`, `/readyz`) listen.
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9090";
+/// Authentication-failure access-log lines written per second at most (the rest are counted).
+pub const DEFAULT_AUTH_FAILURE_LOG_RATE: u32 = 20;
 /// nginx's `proxy_connect_timeout` default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an idle pooled upstream connection is kept.
@@ -139,6 +148,57 @@ pub struct FileConfig {
     /// Per-route overrides, by route name.
     #[serde(default)]
     pub routes: BTreeMap<String, RouteOverride>,
+    /// The admin listener.
+    #[serde(default)]
+    pub admin: FileAdmin,
+    /// Shutdown sequence.
+    #[serde(default)]
+    pub shutdown: FileShutdown,
+    /// Logging.
+    #[serde(default)]
+    pub log: FileLog,
+    /// TLS on the public listener.
+    #[serde(default)]
+    pub tls: FileTls,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    /// Listen address of `/metrics`, `/livez`, `/readyz`; `"off"` disables the listener.
+    pub listen: Option<String>,
+}
+
+/// `[shutdown]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileShutdown {
+    /// Time `/readyz` fails before new connections are refused.
+    #[serde(default, with = "opt_duration")]
+    pub drain_delay: Option<Duration>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLog {
+    /// `text` or `json` (the `--log-format` flag wins).
+    pub format: Option<LogFormat>,
+    /// One line per request at `info` (target `access`).
+    pub access_log: Option<bool>,
+    /// Authentication-failure access lines per second at most.
+    pub auth_failure_lines_per_second: Option<u32>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    /// Certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM).
+    pub key: Option<PathBuf>,
 }
 
 /// `[keys]`.
@@ -151,6 +211,14 @@ pub struct FileKeys {
     pub payload_private_key: Option<PathBuf>,
     /// Padding pyos used for `hash`.
     pub payload_padding: Option<PayloadPadding>,
+    /// More signing public keys accepted beside the main one (a manual rotation).
+    pub extra_signing_public_keys: Option<Vec<PathBuf>>,
+    /// How often the key files are re-read.
+    #[serde(default, with = "opt_duration")]
+    pub reload_interval: Option<Duration>,
+    /// How long a replaced signing key stays accepted.
+    #[serde(default, with = "opt_duration")]
+    pub signing_overlap: Option<Duration>,
 }
 
 /// `[auth]`.
@@ -322,6 +390,37 @@ impl UpstreamConfig {
     }
 }
 
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// Whether each request gets an access-log line.
+    pub access_log: bool,
+    /// Authentication-failure access lines per second at most.
+    pub auth_failure_lines_per_second: u32,
+}
+
+/// Key files and how they are watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyWatch {
+    /// The files.
+    pub sources: KeySources,
+    /// How often they are re-read.
+    pub interval: Duration,
+    /// How long a replaced signing key stays accepted.
+    pub overlap: Duration,
+}
+
+/// PEM files for TLS on the public listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
 /// The validated configuration [`crate::server::serve`] runs with.
 #[derive(Debug)]
 pub struct Config {
@@ -343,6 +442,16 @@ pub struct Config {
     pub static_dir: Option<PathBuf>,
     /// The route table.
     pub routes: RouteTable,
+    /// Admin listener address (`None`: no admin listener).
+    pub admin_listen: Option<SocketAddr>,
+    /// Time `/readyz` fails before the listener closes at shutdown.
+    pub drain_delay: Duration,
+    /// Logging.
+    pub log: LogConfig,
+    /// The key files, for hot reload.
+    pub key_watch: KeyWatch,
+    /// TLS on the public listener (`None`: plain HTTP).
+    pub tls: Option<TlsFiles>,
 }
 
 /// Why a configuration cannot be used. Each variant names the key or file at fault.
@@ -443,6 +552,26 @@ impl Config {
             path: signing_path.clone(),
             source: Box::new(e),
         })?;
+        let extra_signing_paths = file
+            .keys
+            .extra_signing_public_keys
+            .clone()
+            .unwrap_or_default();
+        let mut signing_keys = vec![signing];
+        for path in &extra_signing_paths {
+            let key = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::SigningKey {
+                    path: path.clone(),
+                    source: Box::new(e),
+                })
+                .and_then(|text| {
+                    SigningKey::from_pem(&text).map_err(|e| ConfigError::SigningKey {
+                        path: path.clone(),
+                        source: Box::new(e),
+                    })
+                })?;
+            signing_keys.push(key);
+        }
 
         let payload_path = file
             .keys
@@ -606,6 +735,46 @@ impl Config {
             }
         }
 
+        let admin_listen = match file.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN) {
+            "off" => None,
+            text => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "admin.listen",
+                    "expected an address like 0.0.0.0:9090, or \"off\"",
+                )
+            })?),
+        };
+        let log = LogConfig {
+            format: file.log.format.unwrap_or_default(),
+            access_log: file.log.access_log.unwrap_or(true),
+            auth_failure_lines_per_second: file
+                .log
+                .auth_failure_lines_per_second
+                .unwrap_or(DEFAULT_AUTH_FAILURE_LOG_RATE),
+        };
+        let key_watch = KeyWatch {
+            sources: KeySources {
+                signing: std::iter::once(signing_path)
+                    .chain(extra_signing_paths)
+                    .collect(),
+                payload: payload_path,
+                padding,
+            },
+            interval: file
+                .keys
+                .reload_interval
+                .unwrap_or(reload::DEFAULT_INTERVAL),
+            overlap: file.keys.signing_overlap.unwrap_or(reload::DEFAULT_OVERLAP),
+        };
+        if key_watch.interval.is_zero() {
+            return Err(invalid("keys.reload_interval", "must be positive"));
+        }
+        let tls = match (file.tls.cert.clone(), file.tls.key.clone()) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(invalid("tls", "set both cert and key, or neither")),
+        };
+
         let static_dir = file.website.static_dir.clone();
         if let Some(dir) = &static_dir
             && !dir.is_dir()
@@ -633,7 +802,7 @@ impl Config {
                 .unwrap_or_default(),
             auth,
             keys: Keys {
-                signing: vec![signing],
+                signing: signing_keys,
                 payload,
             },
             limits,
@@ -641,6 +810,11 @@ impl Config {
             services,
             static_dir,
             routes,
+            admin_listen,
+            drain_delay: file.shutdown.drain_delay.unwrap_or(DEFAULT_DRAIN_DELAY),
+            log,
+            key_watch,
+            tls,
         })
     }
 

@@ -97,7 +97,7 @@ pub async fn start(
         keys: FileKeys {
             signing_public_key: Some(dir.path().join(PAIRS[1].public_file)),
             payload_private_key: Some(dir.path().join(PAIRS[0].private_file)),
-            payload_padding: None,
+            ..FileKeys::default()
         },
         auth: FileAuth {
             allow_loopback: Some(true),

@@ -95,6 +95,8 @@ pub struct Forwarding<'a> {
     pub upstream_host: &'a str,
     /// The client's `Upgrade` value when the request is a permitted upgrade.
     pub upgrade: Option<HeaderValue>,
+    /// `http` or `https`: how the client reached the gateway (`X-Forwarded-Proto`).
+    pub scheme: &'static str,
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
@@ -131,7 +133,7 @@ pub fn apply_profile(headers: &mut HeaderMap, profile: HeaderProfile, fwd: &Forw
         format!("{}, {peer}", previous.join(", "))
     };
     set(headers, &X_FORWARDED_FOR, &xff);
-    set(headers, &X_FORWARDED_PROTO, "http");
+    set(headers, &X_FORWARDED_PROTO, fwd.scheme);
     if let Some(upgrade) = &fwd.upgrade {
         headers.insert(header::UPGRADE, upgrade.clone());
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -218,6 +220,7 @@ mod tests {
             client_host: Some("desk.example:30443"),
             upstream_host: "pyos:8000",
             upgrade: None,
+            scheme: "http",
         };
         apply_profile(&mut h, HeaderProfile::Proxy, &fwd);
         assert_eq!(h["host"], "desk.example");

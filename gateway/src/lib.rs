@@ -9,8 +9,6 @@
 //! - [`keys`]: reading the signing and payload key files (PEM);
 //! - [`token`]: the token pipeline (extract, verify, decrypt, validate, cache);
 //! - [`reload`]: key hot reload (Kubernetes Secret updates, rotation overlap);
-//! - [`metrics`], [`admin`], [`telemetry`]: Prometheus metrics, the admin listener
-//!   (`/metrics`, `/livez`, `/readyz`), log redaction and rate limiting;
 //! - [`keygen`], [`mint`]: making abcdesktop's key pairs and pyos-shaped tokens (for
 //!   `keys-tool`, `gateway demo`, tests and the load harness);
 //! - [`config`]: the TOML file and environment → validated [`config::Config`];
@@ -34,5 +32,6 @@ pub mod respond;
 pub mod routes;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod token;
 pub mod upgrade;

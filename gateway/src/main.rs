@@ -9,7 +9,11 @@
 //! The original gateway's environment variables (`JWT_DESKTOP_SIGNING_PUBLIC_KEY`,
 //! `JWT_DESKTOP_PAYLOAD_PRIVATE_KEY`, `NODE_NAME`, `PYOS_FQDN`, `PYOS_SERVICE_HOST`,
 //! `PYOS_SERVICE_PORT`, `SPEEDTEST_FQDN`, `CONSOLE_FQDN`, `WEBSITE_FQDN`, `NAMESERVER_RESOLVER`)
-//! are read here, and only here; logging follows `GATEWAY_LOG`, else `RUST_LOG`, else `info`.
+//! are read here, and only here; logging follows `GATEWAY_LOG`, else `RUST_LOG`, else `info`,
+//! in the format of `--log-format`, else `[log] format`, else text.
+//!
+//! Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 2 for an unusable configuration,
+//! 1 for anything else (a port that cannot be bound, an unusable TLS certificate).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +21,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use gateway::config::{Config, Env};
+use gateway::config::{Config, Env, FileConfig};
+use gateway::telemetry::{self, LogFormat};
 
 /// Exit code for an unusable configuration.
 const EXIT_CONFIG: u8 = 2;
@@ -35,6 +40,9 @@ struct Cli {
     /// Load and validate the configuration (including the key files), then exit.
     #[arg(long)]
     check_config: bool,
+    /// Log format; overrides `[log] format` in the config file.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -50,17 +58,12 @@ enum Command {
     },
 }
 
-fn init_tracing() {
-    let filter = std::env::var("GATEWAY_LOG")
+/// The log filter: `GATEWAY_LOG`, else `RUST_LOG`, else `info`.
+fn log_filter() -> String {
+    std::env::var("GATEWAY_LOG")
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .unwrap_or_else(|| "info".to_owned())
 }
 
 /// Completes on the first of SIGINT and SIGTERM.
@@ -90,15 +93,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    gateway::server::serve(listener, config, shutdown_signal()).await;
+    let admin = match config.admin_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (admin)"))?,
+        ),
+        None => None,
+    };
+    gateway::server::run(listener, admin, config, shutdown_signal()).await?;
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
     if let Some(Command::Demo { listen }) = cli.command {
+        telemetry::init(cli.log_format.unwrap_or_default(), &log_filter());
         return match gateway::demo::run(listen, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -108,7 +119,18 @@ async fn main() -> ExitCode {
         };
     }
     let env = Env::from_fn(|name| std::env::var(name).ok());
-    let config = match Config::from_path(cli.config.as_deref(), &env) {
+    // The log format may come from the file: parse it first, install the subscriber, and only
+    // then load it (key files, routes), so that loading's warnings are logged in that format.
+    let file = match cli.config.as_deref().map(FileConfig::read).transpose() {
+        Ok(file) => file.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("gateway: {:#}", anyhow::Error::from(e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let format = cli.log_format.or(file.log.format).unwrap_or_default();
+    telemetry::init(format, &log_filter());
+    let config = match Config::load(file, &env) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("gateway: {:#}", anyhow::Error::from(e));

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::reload::ReloadStats;
@@ -17,8 +17,8 @@ use crate::token::Authenticator;
 
 /// Buckets for request and upstream latency: 100 µs to 60 s.
 const LATENCY_BUCKETS: &[f64] = &[
-    1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    30.0, 60.0,
+    1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0, 60.0,
 ];
 
 /// The gateway's metrics.
@@ -55,7 +55,10 @@ impl Metrics {
     pub fn new(authenticator: Arc<Authenticator>, reload: Option<&ReloadStats>) -> Self {
         let registry = Registry::new();
         let requests = must(IntCounterVec::new(
-            Opts::new("gateway_requests_total", "Requests by route and status class."),
+            Opts::new(
+                "gateway_requests_total",
+                "Requests by route and status class.",
+            ),
             &["route", "status_class"],
         ));
         let request_seconds = must(HistogramVec::new(
@@ -82,7 +85,10 @@ impl Metrics {
             &["route"],
         ));
         let tunnels_open = must(IntGaugeVec::new(
-            Opts::new("gateway_websocket_tunnels_open", "Open WebSocket tunnels by route."),
+            Opts::new(
+                "gateway_websocket_tunnels_open",
+                "Open WebSocket tunnels by route.",
+            ),
             &["route"],
         ));
         let tunnel_bytes = must(IntCounterVec::new(
@@ -137,6 +143,13 @@ impl Metrics {
         }
     }
 
+    /// Registers one more collector (e.g. the TLS reload counters, created after the gateway).
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(collector) {
+            tracing::error!(error = %e, "metric registration failed");
+        }
+    }
+
     /// `2xx`, `4xx`, … for a status code.
     pub fn status_class(status: u16) -> &'static str {
         match status {
@@ -158,13 +171,22 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Counts one upstream failure of `kind` (`connect`, `timeout`, `reset`, `dns`).
+    pub fn upstream_error(&self, route: &str, kind: &'static str) {
+        self.upstream_errors.with_label_values(&[route, kind]).inc();
+    }
+
     /// The Prometheus text exposition of every metric.
     pub async fn render(&self) -> String {
         let entries = self.authenticator.cached_entries().await;
-        self.cache_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families.
-        if TextEncoder::new().encode(&self.registry.gather(), &mut out).is_err() {
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .is_err()
+        {
             tracing::error!("metrics encoding failed");
         }
         String::from_utf8(out).unwrap_or_default()
@@ -183,8 +205,14 @@ mod tests {
         let metrics = Metrics::new(auth.clone(), Some(&reload));
         metrics.record_request("websockify", 101, 0.001);
         // Labelled families appear once a child exists.
-        metrics.upstream_seconds.with_label_values(&["filer"]).observe(0.01);
-        assert_eq!(auth.authenticate("", 0).await, Err(crate::token::Refusal::Missing));
+        metrics
+            .upstream_seconds
+            .with_label_values(&["filer"])
+            .observe(0.01);
+        assert_eq!(
+            auth.authenticate("", 0).await,
+            Err(crate::token::Refusal::Missing)
+        );
         reload.failures.inc();
         let text = metrics.render().await;
         for family in [

@@ -5,14 +5,13 @@
 //! handed to hyper as an error. The token is checked before any upstream connection is
 //! opened, and bodies stream both ways (the route's body limit is enforced while streaming).
 
-use std::borrow::Cow;
 use std::future::Future as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
@@ -26,9 +25,13 @@ use tracing::{debug, warn};
 use crate::config::{Config, ServiceAddr};
 use crate::dns::Dns;
 use crate::headers::{self, Forwarding};
+use crate::metrics::Metrics;
+use crate::reload::ReloadStats;
 use crate::respond::{self, Body, BoxError};
 use crate::routes::{Matched, PortRule, ServiceName, Upstream, UriRule};
+use crate::telemetry::{LogLimiter, LogPermit, redact_path, redact_uri};
 use crate::token::{Authenticator, RequestParts, Target, fingerprint};
+use crate::upgrade::Tunnels;
 
 mod static_files;
 
@@ -40,13 +43,32 @@ pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 #[error("request body over the route's limit")]
 pub struct BodyTooLarge;
 
-/// Everything a request needs: configuration, the token pipeline and the upstream pool.
+/// Everything a request needs: configuration, the token pipeline, the upstream pool, and
+/// what it reports to (metrics, the access log, the tunnel registry).
 #[derive(Debug)]
 pub struct Gateway {
     config: Config,
-    auth: Authenticator,
+    auth: Arc<Authenticator>,
     client: Client<HttpConnector, Body>,
     dns: Dns,
+    metrics: Arc<Metrics>,
+    reload_stats: ReloadStats,
+    auth_log: LogLimiter,
+    tunnels: Tunnels,
+    scheme: &'static str,
+}
+
+/// What the request path learned, for the metrics and the access log.
+#[derive(Debug, Default)]
+struct Outcome<'g> {
+    /// The matched route's name.
+    route: Option<&'g str>,
+    /// Fingerprint of the token, once one was found.
+    token: Option<String>,
+    /// Why the token was refused.
+    refusal: Option<&'static str>,
+    /// `host:port` dialled.
+    upstream: Option<String>,
 }
 
 /// Where a request goes, computed before its body is touched.
@@ -66,7 +88,15 @@ impl Gateway {
     /// Builds the gateway; the upstream pool starts empty and nothing is resolved yet.
     pub fn new(mut config: Config) -> Self {
         let keys = std::mem::take(&mut config.keys);
-        let auth = Authenticator::new(config.auth.clone(), keys);
+        let auth = Arc::new(Authenticator::new(config.auth.clone(), keys));
+        let reload_stats = ReloadStats::default();
+        let metrics = Arc::new(Metrics::new(auth.clone(), Some(&reload_stats)));
+        let auth_log = LogLimiter::new(config.log.auth_failure_lines_per_second);
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.upstream.connect_timeout));
         connector.set_nodelay(true);
@@ -83,6 +113,11 @@ impl Gateway {
             auth,
             client,
             dns,
+            metrics,
+            reload_stats,
+            auth_log,
+            tunnels: Tunnels::default(),
+            scheme,
         }
     }
 
@@ -91,31 +126,81 @@ impl Gateway {
         &self.config
     }
 
-    /// The token pipeline (for its counters).
-    pub fn authenticator(&self) -> &Authenticator {
+    /// The token pipeline (shared with the key reloader and the metrics).
+    pub fn authenticator(&self) -> &Arc<Authenticator> {
         &self.auth
+    }
+
+    /// The metrics every request reports to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The key-reload counters (registered in [`Gateway::metrics`]).
+    pub fn reload_stats(&self) -> &ReloadStats {
+        &self.reload_stats
+    }
+
+    /// The open WebSocket tunnels.
+    pub fn tunnels(&self) -> &Tunnels {
+        &self.tunnels
     }
 
     /// Answers one request. Never fails: every problem becomes a response.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let started = std::time::Instant::now();
-        let mut res = self.route(req, peer).await;
+        let started = Instant::now();
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let mut outcome = Outcome::default();
+        let mut res = self.route(req, peer, &mut outcome).await;
         res.headers_mut().remove(header::SERVER);
-        debug!(
-            status = res.status().as_u16(),
-            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "request done"
-        );
-        res
+        let status = res.status().as_u16();
+        let route = outcome.route.unwrap_or("none");
+        self.metrics
+            .record_request(route, status, started.elapsed().as_secs_f64());
+        if !self.config.log.access_log || !tracing::enabled!(target: "access", tracing::Level::INFO)
+        {
+            return res;
+        }
+        // Refusals go through the limiter: a flood of forged tokens writes a bounded log.
+        let suppressed = if outcome.refusal.is_some() || status == 401 {
+            match self.auth_log.check() {
+                LogPermit::Suppress => return res,
+                LogPermit::Write => 0,
+                LogPermit::WriteAfterSuppressing(n) => n,
+            }
+        } else {
+            0
+        };
+        let line = AccessLine {
+            method,
+            uri,
+            status,
+            client: peer.ip(),
+            route: route.to_owned(),
+            token: outcome.token,
+            refusal: outcome.refusal,
+            upstream: outcome.upstream,
+            started,
+            suppressed,
+        };
+        let (parts, body) = res.into_parts();
+        Response::from_parts(parts, LoggedBody::new(body, line).boxed())
     }
 
-    async fn route(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn route<'g>(
+        &'g self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        outcome: &mut Outcome<'g>,
+    ) -> Response<Body> {
         let path = req.uri().path().to_owned();
         let Some(matched) = self.config.routes.find(&path) else {
-            debug!(path = %loggable_path(&path), "no route");
+            debug!(path = %redact_path(&path), "no route");
             return respond::not_found();
         };
         let route = matched.route;
+        outcome.route = Some(route.name.as_str());
         match route.upstream {
             Upstream::Healthz => return respond::text(StatusCode::OK, "OK\n"),
             Upstream::Node => {
@@ -147,10 +232,11 @@ impl Gateway {
             return respond::too_large();
         }
 
-        let plan = match self.plan(&req, &matched, path_port).await {
+        let plan = match self.plan(&req, &matched, path_port, outcome).await {
             Ok(plan) => plan,
             Err(res) => return res,
         };
+        outcome.upstream = Some(plan.dial.clone());
 
         let upgrade = if route.websocket {
             headers::upgrade_request(req.headers())
@@ -177,6 +263,7 @@ impl Gateway {
                 client_host: client_host.as_deref(),
                 upstream_host: &plan.named,
                 upgrade: upgrade.clone(),
+                scheme: self.scheme,
             },
         );
 
@@ -195,6 +282,8 @@ impl Gateway {
                 &plan.dial,
                 self.config.upstream.connect_timeout,
                 route,
+                &self.tunnels,
+                &self.metrics,
             )
             .await;
         }
@@ -211,17 +300,27 @@ impl Gateway {
         *up.uri_mut() = uri;
         *up.headers_mut() = up_headers;
 
+        let asked = Instant::now();
         match tokio::time::timeout(route.read_timeout, self.client.request(up)).await {
-            Ok(Ok(res)) => response_with_idle_timeout(res, route.read_timeout),
+            Ok(Ok(res)) => {
+                self.metrics
+                    .upstream_seconds
+                    .with_label_values(&[route.name.as_str()])
+                    .observe(asked.elapsed().as_secs_f64());
+                response_with_idle_timeout(res, route.read_timeout)
+            }
             Ok(Err(e)) => {
                 if exceeded.load(Ordering::Relaxed) {
                     debug!(route = %route.name, "request body over the limit while streaming");
                     return respond::too_large();
                 }
+                let kind = if e.is_connect() { "connect" } else { "reset" };
+                self.metrics.upstream_error(&route.name, kind);
                 warn!(route = %route.name, upstream = %plan.dial, error = %error_chain(&e), "upstream failed");
                 respond::bad_gateway()
             }
             Err(_) => {
+                self.metrics.upstream_error(&route.name, "timeout");
                 warn!(route = %route.name, upstream = %plan.dial, "upstream timed out");
                 respond::gateway_timeout()
             }
@@ -234,6 +333,7 @@ impl Gateway {
         req: &Request<Incoming>,
         matched: &Matched<'r, '_>,
         path_port: Option<u16>,
+        outcome: &mut Outcome<'_>,
     ) -> Result<Plan, Response<Body>> {
         let route = matched.route;
         let query = req.uri().query();
@@ -252,23 +352,28 @@ impl Gateway {
                     query,
                     path: matched.from_match,
                 };
-                let token = source.extract(&parts).map_err(|refusal| {
-                    debug!(route = %route.name, reason = refusal.reason(), "token refused");
+                let token = match source.extract(&parts) {
+                    Ok(token) => token,
+                    Err(refusal) => {
+                        debug!(route = %route.name, reason = refusal.reason(), "token refused");
+                        self.auth.record_refusal(refusal);
+                        outcome.refusal = Some(refusal.reason());
+                        return Err(respond::refusal(refusal));
+                    }
+                };
+                let token_fingerprint = fingerprint(token.as_bytes());
+                let authenticated = self.auth.authenticate(token, now()).await;
+                outcome.token = Some(token_fingerprint);
+                let target = authenticated.map_err(|refusal| {
+                    debug!(
+                        route = %route.name,
+                        token = outcome.token.as_deref().unwrap_or("-"),
+                        reason = refusal.reason(),
+                        "token refused"
+                    );
+                    outcome.refusal = Some(refusal.reason());
                     respond::refusal(refusal)
                 })?;
-                let target = self
-                    .auth
-                    .authenticate(token, now())
-                    .await
-                    .map_err(|refusal| {
-                        debug!(
-                            route = %route.name,
-                            token = %fingerprint(token.as_bytes()),
-                            reason = refusal.reason(),
-                            "token refused"
-                        );
-                        respond::refusal(refusal)
-                    })?;
                 let port = match rule {
                     PortRule::Fixed(p) => p,
                     PortRule::FromPath => path_port.ok_or_else(respond::not_found)?,
@@ -279,6 +384,7 @@ impl Gateway {
                         Ok(ip) => SocketAddr::new(ip, dial_port).to_string(),
                         Err(e) => {
                             warn!(route = %route.name, target = %name, error = %e, "desktop name did not resolve");
+                            self.metrics.upstream_error(&route.name, "dns");
                             return Err(respond::bad_gateway());
                         }
                     },
@@ -326,27 +432,99 @@ impl Gateway {
     }
 }
 
-/// `path` as it may appear in logs: the token of a `/container/<jwt>/<port>…` path is
-/// replaced by its fingerprint (the query, where other tokens travel, is never logged).
-pub fn loggable_path(path: &str) -> Cow<'_, str> {
-    let Some(at) = path.find(crate::token::extract::CONTAINER_PREFIX) else {
-        return Cow::Borrowed(path);
-    };
-    let from = path.get(at..).unwrap_or_default();
-    let Some(container) = crate::token::extract::from_container_path(from) else {
-        return Cow::Borrowed(path);
-    };
-    let start = at + crate::token::extract::CONTAINER_PREFIX.len();
-    let token_segment = from
-        .get(crate::token::extract::CONTAINER_PREFIX.len()..)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_default();
-    let head = path.get(..start).unwrap_or_default();
-    let tail = path.get(start + token_segment.len()..).unwrap_or_default();
-    Cow::Owned(format!(
-        "{head}[token:{}]{tail}",
-        fingerprint(container.token.as_bytes())
-    ))
+/// One access-log line, written when the response body is finished (or dropped).
+#[derive(Debug)]
+struct AccessLine {
+    method: http::Method,
+    uri: Uri,
+    status: u16,
+    client: std::net::IpAddr,
+    route: String,
+    token: Option<String>,
+    refusal: Option<&'static str>,
+    upstream: Option<String>,
+    started: Instant,
+    suppressed: u64,
+}
+
+impl AccessLine {
+    fn write(&self, bytes_out: u64) {
+        tracing::info!(
+            target: "access",
+            method = %self.method,
+            uri = %redact_uri(self.uri.path(), self.uri.query()),
+            status = self.status,
+            route = %self.route,
+            duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            bytes_out,
+            client = %self.client,
+            upstream = self.upstream.as_deref().unwrap_or("-"),
+            token = self.token.as_deref().unwrap_or("-"),
+            reason = self.refusal.unwrap_or("-"),
+            suppressed = self.suppressed,
+            "request"
+        );
+    }
+}
+
+/// A response body that counts what it sends and writes the access line when done.
+struct LoggedBody {
+    inner: Body,
+    bytes: u64,
+    line: Option<AccessLine>,
+}
+
+impl LoggedBody {
+    fn new(inner: Body, line: AccessLine) -> Self {
+        LoggedBody {
+            inner,
+            bytes: 0,
+            line: Some(line),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(line) = self.line.take() {
+            line.write(self.bytes);
+        }
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl hyper::body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.finish(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The current time in Unix seconds.
@@ -506,20 +684,15 @@ mod tests {
 
     #[test]
     fn container_tokens_never_reach_the_logs() {
-        let fp = fingerprint(b"abc.def.ghi");
         assert_eq!(
-            loggable_path("/container/abc.def.ghi/29786/spawner/x"),
-            format!("/container/[token:{fp}]/29786/spawner/x")
+            redact_path("/container/abc.def.ghi/29786/spawner/x"),
+            "/container/[redacted]/29786/spawner/x"
         );
         assert_eq!(
-            loggable_path("/container/Bearer abc.def.ghi/29786"),
-            format!("/container/[token:{fp}]/29786")
+            redact_path("/filer/container/abc.def.ghi/1/y"),
+            "/filer/container/[redacted]/1/y"
         );
-        assert_eq!(
-            loggable_path("/filer/container/abc.def.ghi/1/y"),
-            format!("/filer/container/[token:{fp}]/1/y")
-        );
-        assert_eq!(loggable_path("/container/29786"), "/container/29786");
-        assert_eq!(loggable_path("/spawner/x"), "/spawner/x");
+        assert_eq!(redact_path("/container/29786"), "/container/29786");
+        assert_eq!(redact_path("/spawner/x"), "/spawner/x");
     }
 }

@@ -14,9 +14,9 @@
 //!   default), so tokens pyos signed just before the rotation keep working;
 //! - a payload key that was unavailable at start (503s) is picked up as soon as it appears.
 
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts};
 use std::path::PathBuf;
 use std::sync::Arc;
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts};
 use std::time::{Duration, Instant};
 
 use crate::keys::KeyError;
@@ -62,7 +62,10 @@ impl Default for ReloadStats {
         )
         .unwrap_or_else(|_| unreachable!("valid metric name"));
         let key_bits = IntGaugeVec::new(
-            Opts::new("gateway_key_bits", "Size of the keys in use (largest signing key)."),
+            Opts::new(
+                "gateway_key_bits",
+                "Size of the keys in use (largest signing key).",
+            ),
             &["key"],
         )
         .unwrap_or_else(|_| unreachable!("valid metric name"));
@@ -78,14 +81,21 @@ impl Default for ReloadStats {
 impl ReloadStats {
     /// Every collector, for registration in a Prometheus registry.
     pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
-        vec![Box::new(self.key_bits.clone()), Box::new(self.reloads.clone())]
+        vec![
+            Box::new(self.key_bits.clone()),
+            Box::new(self.reloads.clone()),
+        ]
     }
 
     fn record_keys(&self, keys: &Keys) {
         let signing = keys.signing.iter().map(|k| k.bits()).max().unwrap_or(0);
         let payload = keys.payload.as_ref().map_or(0, |k| k.bits());
-        self.key_bits.with_label_values(&["signing"]).set(i64::try_from(signing).unwrap_or(0));
-        self.key_bits.with_label_values(&["payload"]).set(i64::try_from(payload).unwrap_or(0));
+        self.key_bits
+            .with_label_values(&["signing"])
+            .set(i64::try_from(signing).unwrap_or(0));
+        self.key_bits
+            .with_label_values(&["payload"])
+            .set(i64::try_from(payload).unwrap_or(0));
     }
 }
 
@@ -144,8 +154,14 @@ fn signing_key(loaded: &Loaded) -> Result<SigningKey, KeyError> {
 }
 
 impl KeyReloader {
-    /// A reloader for `sources`; call [`KeyReloader::reload`] (or [`KeyReloader::run`]) to load.
-    pub fn new(sources: KeySources, overlap: Duration, authenticator: Arc<Authenticator>) -> Self {
+    /// A reloader for `sources` reporting to `stats`; call [`KeyReloader::reload`] (or
+    /// [`KeyReloader::run`]) to load.
+    pub fn new(
+        sources: KeySources,
+        overlap: Duration,
+        authenticator: Arc<Authenticator>,
+        stats: ReloadStats,
+    ) -> Self {
         let state = State {
             signing: vec![None; sources.signing.len()],
             ..State::default()
@@ -155,7 +171,7 @@ impl KeyReloader {
             overlap,
             authenticator,
             state: std::sync::Mutex::new(state),
-            stats: ReloadStats::default(),
+            stats,
         }
     }
 

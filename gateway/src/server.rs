@@ -1,6 +1,12 @@
-//! The accept loop: HTTP/1.1 and HTTP/2 on one port (hyper-util `auto`), upgrades enabled,
-//! a connection cap, a header-read timeout, header size limits and a bounded graceful
-//! shutdown.
+//! The accept loop: HTTP/1.1 and HTTP/2 on one port (hyper-util `auto`), optionally behind
+//! TLS, upgrades enabled, a connection cap, a header-read timeout, header size limits and a
+//! bounded graceful shutdown; and [`run`], everything the `gateway` binary runs around it.
+//!
+//! Shutdown, in order (what [`run`] does on the signal):
+//! 1. `/readyz` answers 503, the listener still accepts for `drain_delay` (the load balancer
+//!    and kube-proxy stop sending new traffic);
+//! 2. the listener closes; in-flight requests get `shutdown_grace` to finish;
+//! 3. WebSocket tunnels still open are closed; the process exits 0.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,28 +17,34 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
+use crate::admin::{AdminState, Readiness, serve_admin};
 use crate::config::Config;
 use crate::proxy::Gateway;
+use crate::reload::KeyReloader;
+use crate::tls::TlsState;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long tunnels closed at the end of the grace period get to go away.
+const TUNNEL_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Serves `listener` with `config` until `shutdown` completes, then lets in-flight
 /// connections finish for at most `limits.shutdown_grace`.
 pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
-    serve_gateway(listener, Arc::new(Gateway::new(config)), shutdown).await;
+    serve_gateway(listener, Arc::new(Gateway::new(config)), None, shutdown).await;
 }
 
-/// [`serve`] with a gateway the caller keeps a handle on (key reload calls
-/// [`crate::token::Authenticator::replace_keys`] through [`Gateway::authenticator`]; metrics
-/// read its counters).
+/// [`serve`] with a gateway the caller keeps a handle on (key reload, metrics), and TLS when
+/// `tls` is given.
 pub async fn serve_gateway(
     listener: TcpListener,
     gateway: Arc<Gateway>,
+    tls: Option<Arc<TlsState>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let limits = gateway.config().limits.clone();
@@ -49,9 +61,15 @@ pub async fn serve_gateway(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let builder = Arc::new(builder);
 
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, routes = gateway.config().routes.routes().len(), "gateway listening");
+        info!(
+            %addr,
+            tls = tls.is_some(),
+            routes = gateway.config().routes.routes().len(),
+            "gateway listening"
+        );
     }
     tokio::pin!(shutdown);
     loop {
@@ -74,24 +92,26 @@ pub async fn serve_gateway(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let gw = gateway.clone();
-        let service = service_fn(move |req| {
-            let gw = gw.clone();
-            let span = info_span!(
-                "request",
-                method = %req.method(),
-                path = %crate::proxy::loggable_path(req.uri().path())
-            );
-            async move { Ok::<_, Infallible>(gw.handle(req, peer).await) }.instrument(span)
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let gateway = gateway.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
+        let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(
             async move {
-                if let Err(e) = conn.await {
-                    debug!(error = %e, "connection ended with an error");
+                match acceptor {
+                    None => serve_connection(&builder, stream, gateway, peer, watcher).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(tls_stream)) => {
+                                serve_connection(&builder, tls_stream, gateway, peer, watcher)
+                                    .await;
+                            }
+                            Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => debug!("TLS handshake timed out"),
+                        }
+                    }
                 }
                 drop(permit);
             }
@@ -99,11 +119,134 @@ pub async fn serve_gateway(
         );
     }
     drop(listener);
-    info!("shutting down");
+    info!("listener closed; letting in-flight requests finish");
     tokio::select! {
-        () = graceful.shutdown() => info!("all connections closed"),
+        () = graceful.shutdown() => info!("in-flight requests done"),
         () = tokio::time::sleep(limits.shutdown_grace) => {
             warn!(grace_secs = limits.shutdown_grace.as_secs(), "grace period expired; closing");
         }
     }
+    let open = gateway.tunnels().open();
+    if open > 0 {
+        info!(tunnels = open, "closing WebSocket tunnels");
+    }
+    gateway.tunnels().close_all();
+    gateway.tunnels().wait_closed(TUNNEL_CLOSE_WAIT).await;
+}
+
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    gateway: Arc<Gateway>,
+    peer: std::net::SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let gateway = gateway.clone();
+        let span = info_span!(
+            "request",
+            method = %req.method(),
+            path = %crate::telemetry::redact_path(req.uri().path())
+        );
+        async move { Ok::<_, Infallible>(gateway.handle(req, peer).await) }.instrument(span)
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Why [`run`] could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The TLS certificate or key is unusable.
+    #[error("TLS")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// Everything the `gateway` binary runs: the public listener (TLS when configured), the admin
+/// listener, key and certificate reload, and the shutdown sequence described in the module
+/// docs, started when `signal` completes. Returns once the gateway has shut down.
+pub async fn run(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    config: Config,
+    signal: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let tls = config
+        .tls
+        .as_ref()
+        .map(TlsState::load)
+        .transpose()?
+        .map(Arc::new);
+    let key_watch = config.key_watch.clone();
+    let drain_delay = config.drain_delay;
+    let gateway = Arc::new(Gateway::new(config));
+    if let Some(tls) = &tls {
+        gateway.metrics().register(tls.collector());
+    }
+    let readiness = Readiness::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let mut background = Vec::new();
+    if let Some(admin) = admin {
+        let state = AdminState {
+            metrics: gateway.metrics().clone(),
+            readiness: readiness.clone(),
+        };
+        background.push(tokio::spawn(serve_admin(admin, state, stopped())));
+    }
+    let reloader = Arc::new(KeyReloader::new(
+        key_watch.sources,
+        key_watch.overlap,
+        gateway.authenticator().clone(),
+        gateway.reload_stats().clone(),
+    ));
+    background.push(tokio::spawn(reloader.run(key_watch.interval, stopped())));
+    if let Some(tls) = tls.clone() {
+        let stop = stopped();
+        background.push(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(key_watch.interval);
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = &mut stop => return,
+                    _ = ticker.tick() => {
+                        let tls = tls.clone();
+                        let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
+                    }
+                }
+            }
+        }));
+    }
+
+    let shutdown = {
+        let readiness = readiness.clone();
+        async move {
+            signal.await;
+            readiness.drain();
+            info!(
+                drain_secs = drain_delay.as_secs_f64(),
+                "shutdown: /readyz now fails; still accepting while load balancers catch up"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
+    };
+    serve_gateway(listener, gateway, tls, shutdown).await;
+    let _ = stop_tx.send(true);
+    for task in background {
+        let _ = task.await;
+    }
+    info!("gateway stopped");
+    Ok(())
 }

@@ -27,7 +27,9 @@ pub enum LogFormat {
 pub fn init(format: LogFormat, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second initialisation (tests, demo) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -157,8 +159,14 @@ mod tests {
 
     #[test]
     fn query_values_and_raw_query_tokens_are_redacted() {
-        assert_eq!(redact_uri("/websockify", Some("jwt_token=a.b.c")), "/websockify?jwt_token=[redacted]");
-        assert_eq!(redact_uri("/terminals/12", Some("eyJ.eyJ.sig")), "/terminals/12?[redacted]");
+        assert_eq!(
+            redact_uri("/websockify", Some("jwt_token=a.b.c")),
+            "/websockify?jwt_token=[redacted]"
+        );
+        assert_eq!(
+            redact_uri("/terminals/12", Some("eyJ.eyJ.sig")),
+            "/terminals/12?[redacted]"
+        );
         assert_eq!(
             redact_uri("/filer", Some("file=/home/x&jwt_token=t&&flag")),
             "/filer?file=[redacted]&jwt_token=[redacted]&&[redacted]"
@@ -169,9 +177,15 @@ mod tests {
 
     #[test]
     fn container_token_segments_are_redacted_wherever_they_appear() {
-        assert_eq!(redact_path("/container/eyJ.a.b/6081/x"), "/container/[redacted]/6081/x");
+        assert_eq!(
+            redact_path("/container/eyJ.a.b/6081/x"),
+            "/container/[redacted]/6081/x"
+        );
         assert_eq!(redact_path("/container/eyJ.a.b"), "/container/[redacted]");
-        assert_eq!(redact_path("/filer/container/eyJ.a.b/1/y"), "/filer/container/[redacted]/1/y");
+        assert_eq!(
+            redact_path("/filer/container/eyJ.a.b/1/y"),
+            "/filer/container/[redacted]/1/y"
+        );
         assert_eq!(redact_path("/container/29781"), "/container/29781");
         assert_eq!(redact_path("/container/"), "/container/");
         assert_eq!(redact_path("/healthz"), "/healthz");
@@ -181,7 +195,13 @@ mod tests {
     fn limiter_lets_a_bounded_number_through_per_second() {
         let limiter = LogLimiter::new(3);
         let permits: Vec<_> = (0..10).map(|_| limiter.check_at(100)).collect();
-        assert_eq!(permits.iter().filter(|p| **p != LogPermit::Suppress).count(), 3);
+        assert_eq!(
+            permits
+                .iter()
+                .filter(|p| **p != LogPermit::Suppress)
+                .count(),
+            3
+        );
         // Next second: the first line reports how many were dropped.
         assert_eq!(limiter.check_at(101), LogPermit::WriteAfterSuppressing(7));
         assert_eq!(limiter.check_at(101), LogPermit::Write);

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gateway::mint::MintMode;
-use gateway::reload::{KeyReloader, KeySources, ReloadOutcome};
+use gateway::reload::{KeyReloader, KeySources, ReloadOutcome, ReloadStats};
 use gateway::token::{Authenticator, Keys, PayloadPadding, Refusal, Target};
 use token_support::*;
 
@@ -77,7 +77,7 @@ fn setup(keys: &KeyDir, overlap: Duration) -> Setup {
         payload: payload.root.join(PAYLOAD_PRIVATE),
         padding: PayloadPadding::Pkcs1,
     };
-    let reloader = KeyReloader::new(sources, overlap, auth.clone());
+    let reloader = KeyReloader::new(sources, overlap, auth.clone(), ReloadStats::default());
     Setup {
         _tmp: tmp,
         signing,

@@ -236,7 +236,7 @@ pub fn file_config(port_map: BTreeMap<String, u16>) -> FileConfig {
         keys: FileKeys {
             signing_public_key: Some(KEYS.signing_public()),
             payload_private_key: Some(KEYS.payload_private()),
-            payload_padding: None,
+            ..FileKeys::default()
         },
         auth: FileAuth {
             allow_loopback: Some(true),
