@@ -120,18 +120,27 @@ pub async fn serve_gateway(
     }
     drop(listener);
     info!("listener closed; letting in-flight requests finish");
+    let grace_end = tokio::time::Instant::now() + limits.shutdown_grace;
     tokio::select! {
         () = graceful.shutdown() => info!("in-flight requests done"),
-        () = tokio::time::sleep(limits.shutdown_grace) => {
+        () = tokio::time::sleep_until(grace_end) => {
             warn!(grace_secs = limits.shutdown_grace.as_secs(), "grace period expired; closing");
         }
     }
-    let open = gateway.tunnels().open();
-    if open > 0 {
-        info!(tunnels = open, "closing WebSocket tunnels");
+    // Tunnels keep going until the grace period ends (or they end by themselves).
+    let tunnels = gateway.tunnels();
+    while tunnels.open() > 0 && tokio::time::Instant::now() < grace_end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    gateway.tunnels().close_all();
-    gateway.tunnels().wait_closed(TUNNEL_CLOSE_WAIT).await;
+    let open = tunnels.open();
+    if open > 0 {
+        info!(
+            tunnels = open,
+            "grace period over; closing WebSocket tunnels"
+        );
+    }
+    tunnels.close_all();
+    tunnels.wait_closed(TUNNEL_CLOSE_WAIT).await;
 }
 
 async fn serve_connection<I>(

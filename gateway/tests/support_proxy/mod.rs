@@ -323,3 +323,67 @@ pub async fn get(
 pub fn seen(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not an echo answer ({e}): {body}"))
 }
+
+/// A gateway started the way the binary starts it ([`gateway::server::run`]): public and
+/// admin listeners on 127.0.0.1:0, key reload, the shutdown sequence.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    signal: Option<oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// Sends the shutdown signal (SIGTERM's stand-in); returns the run task to await.
+    pub fn signal(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(tx) = self.signal.take() {
+            let _ = tx.send(());
+        }
+        self.done.take().unwrap()
+    }
+}
+
+pub async fn spawn_run(file: FileConfig) -> Running {
+    let config = Config::load(file, &Env::default()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let done = tokio::spawn(async move {
+        gateway::server::run(listener, Some(admin), config, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Running {
+        addr,
+        admin: admin_addr,
+        signal: Some(tx),
+        done: Some(done),
+    }
+}
+
+/// The value of one sample (`name{labels}` exactly as exposed) in a Prometheus scrape.
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// Scrapes the admin listener's `/metrics`.
+pub async fn scrape(running: &Running) -> String {
+    let (status, _, body) = get(&running.admin_url("/metrics"), None).await;
+    assert_eq!(status, 200);
+    body
+}
