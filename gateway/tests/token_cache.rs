@@ -127,6 +127,30 @@ async fn cache_entry_count_is_bounded() {
     );
 }
 
+/// Releases `n` tasks at once on one token; returns their answers.
+async fn all_at_once(
+    auth: &Arc<Authenticator>,
+    token: &Arc<str>,
+    now: i64,
+    n: usize,
+) -> Vec<Result<Target, Refusal>> {
+    let start = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (auth, token, start) = (auth.clone(), token.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                auth.authenticate(&token, now).await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousand_concurrent_requests_with_one_new_token_do_one_decryption() {
     let keys = KeyDir::keygen(2048);
@@ -137,18 +161,8 @@ async fn thousand_concurrent_requests_with_one_new_token_do_one_decryption() {
         .mint("10.0.0.4", t0, 420)
         .unwrap()
         .into();
-    let start = Arc::new(tokio::sync::Barrier::new(1_000));
-    let tasks: Vec<_> = (0..1_000)
-        .map(|_| {
-            let (auth, token, start) = (auth.clone(), token.clone(), start.clone());
-            tokio::spawn(async move {
-                start.wait().await;
-                auth.authenticate(&token, t0).await
-            })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), Ok(ip("10.0.0.4")));
+    for result in all_at_once(&auth, &token, t0, 1_000).await {
+        assert_eq!(result, Ok(ip("10.0.0.4")));
     }
     assert_eq!(counts(&auth), (1, 1));
 }
@@ -164,18 +178,8 @@ async fn concurrent_requests_with_one_bad_token_do_one_verification() {
         .mint("10.0.0.5", t0, 420)
         .unwrap()
         .into();
-    let start = Arc::new(tokio::sync::Barrier::new(500));
-    let tasks: Vec<_> = (0..500)
-        .map(|_| {
-            let (auth, token, start) = (auth.clone(), token.clone(), start.clone());
-            tokio::spawn(async move {
-                start.wait().await;
-                auth.authenticate(&token, t0).await
-            })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), Err(Refusal::BadSignature));
+    for result in all_at_once(&auth, &token, t0, 500).await {
+        assert_eq!(result, Err(Refusal::BadSignature));
     }
     assert_eq!(counts(&auth), (1, 0));
 }
