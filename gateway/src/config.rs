@@ -50,6 +50,12 @@ pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9090";
 /// Authentication-failure access-log lines written per second at most (the rest are counted).
 pub const DEFAULT_AUTH_FAILURE_LOG_RATE: u32 = 20;
+/// HTTP/2 streams per connection (a browser opens a few dozen at most).
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// HTTP/2 streams a client may reset before the server accepts them (CVE-2023-44487 bound).
+pub const DEFAULT_H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// HTTP/2 streams the server may reset for client protocol errors (CVE-2025-8671 bound).
+pub const DEFAULT_H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
 /// nginx's `proxy_connect_timeout` default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an idle pooled upstream connection is kept.
@@ -160,6 +166,20 @@ pub struct FileConfig {
     /// TLS on the public listener.
     #[serde(default)]
     pub tls: FileTls,
+    /// Abuse limits.
+    #[serde(default)]
+    pub abuse: FileAbuse,
+}
+
+/// `[abuse]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAbuse {
+    /// Refused tokens per client address and window before 429; 0 disables.
+    pub auth_failures_per_ip: Option<u32>,
+    /// The counting window.
+    #[serde(default, with = "opt_duration")]
+    pub auth_failure_window: Option<Duration>,
 }
 
 /// `[admin]`.
@@ -254,6 +274,12 @@ pub struct FileLimits {
     /// Grace period for in-flight requests at shutdown.
     #[serde(default, with = "opt_duration")]
     pub shutdown_grace: Option<Duration>,
+    /// HTTP/2: concurrent streams per connection.
+    pub h2_max_concurrent_streams: Option<u32>,
+    /// HTTP/2: streams a client may reset before they are accepted (rapid-reset bound).
+    pub h2_max_pending_accept_reset_streams: Option<usize>,
+    /// HTTP/2: streams the server may reset for protocol errors (MadeYouReset bound).
+    pub h2_max_local_error_reset_streams: Option<usize>,
 }
 
 /// `[upstream]`.
@@ -366,6 +392,21 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// See [`DEFAULT_SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
+    /// See [`DEFAULT_H2_MAX_CONCURRENT_STREAMS`].
+    pub h2_max_concurrent_streams: u32,
+    /// See [`DEFAULT_H2_MAX_PENDING_ACCEPT_RESET_STREAMS`].
+    pub h2_max_pending_accept_reset_streams: usize,
+    /// See [`DEFAULT_H2_MAX_LOCAL_ERROR_RESET_STREAMS`].
+    pub h2_max_local_error_reset_streams: usize,
+}
+
+/// Abuse limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abuse {
+    /// Refused tokens per client address and window before 429; 0 disables.
+    pub auth_failures_per_ip: u32,
+    /// The counting window.
+    pub auth_failure_window: Duration,
 }
 
 /// Upstream client settings.
@@ -452,6 +493,8 @@ pub struct Config {
     pub key_watch: KeyWatch,
     /// TLS on the public listener (`None`: plain HTTP).
     pub tls: Option<TlsFiles>,
+    /// Abuse limits.
+    pub abuse: Abuse,
 }
 
 /// Why a configuration cannot be used. Each variant names the key or file at fault.
@@ -635,6 +678,18 @@ impl Config {
                 .max_header_bytes
                 .unwrap_or(DEFAULT_MAX_HEADER_BYTES),
             shutdown_grace: file.limits.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            h2_max_concurrent_streams: file
+                .limits
+                .h2_max_concurrent_streams
+                .unwrap_or(DEFAULT_H2_MAX_CONCURRENT_STREAMS),
+            h2_max_pending_accept_reset_streams: file
+                .limits
+                .h2_max_pending_accept_reset_streams
+                .unwrap_or(DEFAULT_H2_MAX_PENDING_ACCEPT_RESET_STREAMS),
+            h2_max_local_error_reset_streams: file
+                .limits
+                .h2_max_local_error_reset_streams
+                .unwrap_or(DEFAULT_H2_MAX_LOCAL_ERROR_RESET_STREAMS),
         };
         if limits.max_connections == 0 {
             return Err(invalid("limits.max_connections", "must be positive"));
@@ -815,6 +870,16 @@ impl Config {
             log,
             key_watch,
             tls,
+            abuse: Abuse {
+                auth_failures_per_ip: file
+                    .abuse
+                    .auth_failures_per_ip
+                    .unwrap_or(crate::throttle::DEFAULT_LIMIT),
+                auth_failure_window: file
+                    .abuse
+                    .auth_failure_window
+                    .unwrap_or(crate::throttle::DEFAULT_WINDOW),
+            },
         })
     }
 

@@ -32,6 +32,7 @@ pub mod respond;
 pub mod routes;
 pub mod server;
 pub mod telemetry;
+pub mod throttle;
 pub mod tls;
 pub mod token;
 pub mod upgrade;

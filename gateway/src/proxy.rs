@@ -30,6 +30,7 @@ use crate::reload::ReloadStats;
 use crate::respond::{self, Body, BoxError};
 use crate::routes::{Matched, PortRule, ServiceName, Upstream, UriRule};
 use crate::telemetry::{LogLimiter, LogPermit, redact_path, redact_uri};
+use crate::throttle::AuthThrottle;
 use crate::token::{Authenticator, RequestParts, Target, fingerprint};
 use crate::upgrade::Tunnels;
 
@@ -55,6 +56,7 @@ pub struct Gateway {
     reload_stats: ReloadStats,
     auth_log: LogLimiter,
     tunnels: Tunnels,
+    throttle: AuthThrottle,
     scheme: &'static str,
 }
 
@@ -92,6 +94,11 @@ impl Gateway {
         let reload_stats = ReloadStats::default();
         let metrics = Arc::new(Metrics::new(auth.clone(), Some(&reload_stats)));
         let auth_log = LogLimiter::new(config.log.auth_failure_lines_per_second);
+        let throttle = AuthThrottle::new(
+            config.abuse.auth_failures_per_ip,
+            config.abuse.auth_failure_window,
+        );
+        metrics.register(Box::new(throttle.throttled.clone()));
         let scheme = if config.tls.is_some() {
             "https"
         } else {
@@ -117,6 +124,7 @@ impl Gateway {
             reload_stats,
             auth_log,
             tunnels: Tunnels::default(),
+            throttle,
             scheme,
         }
     }
@@ -232,7 +240,7 @@ impl Gateway {
             return respond::too_large();
         }
 
-        let plan = match self.plan(&req, &matched, path_port, outcome).await {
+        let plan = match self.plan(&req, &matched, path_port, peer, outcome).await {
             Ok(plan) => plan,
             Err(res) => return res,
         };
@@ -333,6 +341,7 @@ impl Gateway {
         req: &Request<Incoming>,
         matched: &Matched<'r, '_>,
         path_port: Option<u16>,
+        peer: SocketAddr,
         outcome: &mut Outcome<'_>,
     ) -> Result<Plan, Response<Body>> {
         let route = matched.route;
@@ -344,6 +353,12 @@ impl Gateway {
                     tracing::error!(route = %route.name, "desktop route without a token source");
                     return Err(respond::not_found());
                 };
+                // A client over its failure budget gets no token work at all.
+                if let Some(retry_after) = self.throttle.check(peer.ip()) {
+                    debug!(route = %route.name, "client throttled after authentication failures");
+                    outcome.refusal = Some("throttled");
+                    return Err(respond::too_many_failures(retry_after));
+                }
                 let parts = RequestParts {
                     header: req
                         .headers()
@@ -357,6 +372,7 @@ impl Gateway {
                     Err(refusal) => {
                         debug!(route = %route.name, reason = refusal.reason(), "token refused");
                         self.auth.record_refusal(refusal);
+                        self.throttle.failure(peer.ip());
                         outcome.refusal = Some(refusal.reason());
                         return Err(respond::refusal(refusal));
                     }
@@ -372,6 +388,9 @@ impl Gateway {
                         "token refused"
                     );
                     outcome.refusal = Some(refusal.reason());
+                    if refusal.status() == 401 {
+                        self.throttle.failure(peer.ip());
+                    }
                     respond::refusal(refusal)
                 })?;
                 let port = match rule {

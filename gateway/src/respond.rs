@@ -87,3 +87,14 @@ pub fn refusal(refusal: crate::token::Refusal) -> Response<Body> {
         unauthorized()
     }
 }
+
+/// 429 with `Retry-After` (whole seconds, at least 1): a client that failed authentication too
+/// often.
+pub fn too_many_failures(retry_after: std::time::Duration) -> Response<Body> {
+    let mut res = text(StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests\n");
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    if let Ok(value) = http::HeaderValue::from_str(&secs.max(1).to_string()) {
+        res.headers_mut().insert(http::header::RETRY_AFTER, value);
+    }
+    res
+}

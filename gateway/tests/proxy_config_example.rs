@@ -55,6 +55,7 @@ fn assert_defaults(config: &Config) {
     assert_eq!(config.log, defaults.log);
     assert_eq!(config.key_watch, defaults.key_watch);
     assert_eq!(config.tls, defaults.tls);
+    assert_eq!(config.abuse, defaults.abuse);
     assert_eq!(
         format!("{:?}", config.routes),
         format!("{:?}", defaults.routes),
