@@ -21,7 +21,7 @@ async fn faulty(fault: &'static str) -> u16 {
                 let _ = stream.read(&mut buf).await;
                 match fault {
                     "reset" => {
-                        let _ = stream.set_linger(Some(Duration::ZERO));
+                        let _ = stream.set_zero_linger();
                         drop(stream);
                     }
                     "garbage" => {
