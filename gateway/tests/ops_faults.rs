@@ -4,8 +4,6 @@
 
 mod support_proxy;
 
-use std::time::Duration;
-
 use support_proxy::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
