@@ -207,7 +207,7 @@ pub struct Report {
     pub requests_per_s: f64,
     /// 2xx (and 101 for WebSocket handshakes).
     pub ok: u64,
-    /// 401 and 403.
+    /// 401, 403 and 429 (the gateway's per-address throttling of authentication failures).
     pub refused: u64,
     pub status: BTreeMap<u16, u64>,
     /// Connect, handshake and I/O errors.
@@ -401,23 +401,31 @@ pub fn mint_pool(
 
 const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/// `count` distinct tokens, each `token` with one signature character changed (never one of
-/// the last two, whose low bits may be padding).
+/// `count` distinct tokens, each `token` with signature characters changed (never the last
+/// two, whose low bits may be padding): forgery `i` writes `i + 1` in base 64 over the
+/// signature, digit `d` of position `j` shifting that character by `d` (0 leaves it alone).
 pub fn forgeries(token: &str, count: usize) -> anyhow::Result<Vec<String>> {
     let dot = token.rfind('.').context("token has no signature segment")?;
     let sig_start = dot + 1;
     let positions = token.len().saturating_sub(sig_start + 2);
-    if positions == 0 {
+    if positions < 4 {
         bail!("signature too short to forge");
     }
-    let max = positions * 63;
-    let mut out = Vec::with_capacity(count.min(max));
-    for i in 0..count.min(max) {
-        let pos = sig_start + i % positions;
-        let k = i / positions + 1;
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
         let mut b = token.as_bytes().to_vec();
-        let orig = B64URL.iter().position(|&c| c == b[pos]).unwrap_or(0);
-        b[pos] = B64URL[(orig + k) % 64];
+        let mut n = i + 1;
+        let mut j = 0;
+        while n > 0 && j < positions {
+            let d = n % 64;
+            if d != 0 {
+                let pos = sig_start + j;
+                let orig = B64URL.iter().position(|&c| c == b[pos]).unwrap_or(0);
+                b[pos] = B64URL[(orig + d) % 64];
+            }
+            n /= 64;
+            j += 1;
+        }
         out.push(String::from_utf8(b).expect("ASCII"));
     }
     Ok(out)
@@ -592,7 +600,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     let refused = tally
         .status
         .iter()
-        .filter(|(k, _)| **k == 401 || **k == 403)
+        .filter(|(k, _)| matches!(**k, 401 | 403 | 429))
         .map(|(_, v)| v)
         .sum();
     let report = Report {
@@ -634,7 +642,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
 }
 
 /// One keep-alive connection sending requests one after another until the deadline,
-/// reconnecting (after 10 ms) when the server closes it or fails.
+/// reconnecting when the server closes it (after 10 ms if it failed).
 async fn http_worker(t: Arc<Target>) -> Tally {
     let mut tally = Tally::new();
     let deadline = tokio::time::Instant::from_std(t.deadline);
@@ -659,6 +667,7 @@ async fn http_worker(t: Arc<Target>) -> Tally {
             continue;
         };
         let conn = tokio::spawn(conn);
+        let errors_before = tally.errors;
         loop {
             if Instant::now() >= t.deadline {
                 conn.abort();
@@ -717,7 +726,9 @@ async fn http_worker(t: Arc<Target>) -> Tally {
             *tally.status.entry(status).or_default() += 1;
         }
         conn.abort();
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        if tally.errors > errors_before {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     tally
 }
@@ -986,4 +997,24 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         w.abort();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgeries_are_distinct_and_keep_the_signed_part() {
+        let token = format!("aGVhZA.Y2xhaW1z.{}", "Q".repeat(171));
+        let forged = forgeries(&token, 100_000).unwrap();
+        let set: std::collections::HashSet<_> = forged.iter().collect();
+        assert_eq!(set.len(), forged.len());
+        assert!(!set.contains(&token));
+        assert!(
+            forged
+                .iter()
+                .all(|f| f.starts_with("aGVhZA.Y2xhaW1z.") && f.len() == token.len())
+        );
+        assert!(forged.iter().all(|f| f.ends_with("QQ")));
+    }
 }

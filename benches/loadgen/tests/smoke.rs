@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser as _;
 use gateway::config::{
-    Config, Env, FileAdmin, FileAuth, FileConfig, FileKeys, FileLog, FileUpstream,
+    Config, Env, FileAbuse, FileAdmin, FileAuth, FileConfig, FileKeys, FileLog, FileUpstream,
 };
 use gateway::keygen::{self, PAIRS};
 use loadgen::{Cli, Command, Report};
@@ -60,6 +60,11 @@ async fn setup() -> Setup {
         admin: FileAdmin {
             listen: Some("off".to_owned()),
             ..FileAdmin::default()
+        },
+        // Throttling off: the forged flood would otherwise get the address 429s for 10 s.
+        abuse: FileAbuse {
+            auth_failures_per_ip: Some(0),
+            ..FileAbuse::default()
         },
         log: FileLog {
             access_log: Some(false),
