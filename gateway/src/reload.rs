@@ -191,9 +191,12 @@ impl KeyReloader {
         let mut failed = false;
 
         for (slot, path) in state.signing.iter_mut().zip(&self.sources.signing) {
-            let fresh = read(path).and_then(|l| match signing_key(&l) {
-                Ok(_) => Ok(l),
-                Err(e) => Err(e.to_string()),
+            // Parse only what changed: unchanged bytes were parsed when they were read.
+            let fresh = read(path).and_then(|l| {
+                if slot.as_ref() == Some(&l) {
+                    return Ok(l);
+                }
+                signing_key(&l).map(|_| l).map_err(|e| e.to_string())
             });
             match fresh {
                 Ok(fresh) if slot.as_ref() == Some(&fresh) => {}
@@ -213,6 +216,9 @@ impl KeyReloader {
         }
 
         let payload = read(&self.sources.payload).and_then(|l| {
+            if state.payload.as_ref() == Some(&l) {
+                return Ok(l);
+            }
             PayloadKey::from_pem(&l.pem, self.sources.padding)
                 .map(|_| l)
                 .map_err(|e| e.to_string())

@@ -20,7 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tracing::{Instrument as _, debug, info, info_span, warn};
+use tracing::{Instrument as _, debug, debug_span, info, warn};
 
 use crate::admin::{AdminState, Readiness, serve_admin};
 use crate::config::Config;
@@ -118,7 +118,7 @@ pub async fn serve_gateway(
                 }
                 drop(permit);
             }
-            .instrument(info_span!("conn", %peer)),
+            .instrument(debug_span!("conn", %peer)),
         );
     }
     drop(listener);
@@ -157,7 +157,8 @@ async fn serve_connection<I>(
 {
     let service = service_fn(move |req| {
         let gateway = gateway.clone();
-        let span = info_span!(
+        // Debug level: with the default `info` filter the span costs nothing per request.
+        let span = debug_span!(
             "request",
             method = %req.method(),
             path = %crate::telemetry::redact_path(req.uri().path())
