@@ -24,6 +24,11 @@ use clap::{Parser, Subcommand};
 use gateway::config::{Config, Env, FileConfig};
 use gateway::telemetry::{self, LogFormat};
 
+// The proxy allocates small, short-lived buffers per request; mimalloc measured faster than
+// glibc's malloc on the cached-token load test (benches/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for an unusable configuration.
 const EXIT_CONFIG: u8 = 2;
 
