@@ -31,7 +31,7 @@ use crate::respond::{self, Body, BoxError};
 use crate::routes::{Matched, PortRule, ServiceName, Upstream, UriRule};
 use crate::telemetry::{LogLimiter, LogPermit, redact_path, redact_uri};
 use crate::throttle::AuthThrottle;
-use crate::token::{Authenticator, RequestParts, Target, fingerprint};
+use crate::token::{Authenticator, RequestParts, Target, TokenDigest, digest_fingerprint};
 use crate::upgrade::Tunnels;
 
 mod static_files;
@@ -65,8 +65,8 @@ pub struct Gateway {
 struct Outcome<'g> {
     /// The matched route's name.
     route: Option<&'g str>,
-    /// Fingerprint of the token, once one was found.
-    token: Option<String>,
+    /// Digest of the token, once one was found and hashed (logged as its fingerprint).
+    token: Option<TokenDigest>,
     /// Why the token was refused.
     refusal: Option<&'static str>,
     /// `host:port` dialled.
@@ -377,13 +377,13 @@ impl Gateway {
                         return Err(respond::refusal(refusal));
                     }
                 };
-                let token_fingerprint = fingerprint(token.as_bytes());
-                let authenticated = self.auth.authenticate(token, now()).await;
-                outcome.token = Some(token_fingerprint);
+                let (authenticated, digest) =
+                    self.auth.authenticate_with_digest(token, now()).await;
+                outcome.token = digest;
                 let target = authenticated.map_err(|refusal| {
                     debug!(
                         route = %route.name,
-                        token = outcome.token.as_deref().unwrap_or("-"),
+                        token = outcome.token.as_ref().map_or_else(|| "-".to_owned(), digest_fingerprint),
                         reason = refusal.reason(),
                         "token refused"
                     );
@@ -459,7 +459,7 @@ struct AccessLine {
     status: u16,
     client: std::net::IpAddr,
     route: String,
-    token: Option<String>,
+    token: Option<TokenDigest>,
     refusal: Option<&'static str>,
     upstream: Option<String>,
     started: Instant,
@@ -478,7 +478,7 @@ impl AccessLine {
             bytes_out,
             client = %self.client,
             upstream = self.upstream.as_deref().unwrap_or("-"),
-            token = self.token.as_deref().unwrap_or("-"),
+            token = self.token.as_ref().map_or_else(|| "-".to_owned(), digest_fingerprint),
             reason = self.refusal.unwrap_or("-"),
             suppressed = self.suppressed,
             "request"

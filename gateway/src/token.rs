@@ -51,10 +51,12 @@ pub fn digest(bytes: &[u8]) -> TokenDigest {
 
 /// The first 8 hex digits of the SHA-256 of `bytes`: a token's or key's name in logs.
 pub fn fingerprint(bytes: &[u8]) -> String {
-    digest(bytes)[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    digest_fingerprint(&digest(bytes))
+}
+
+/// [`fingerprint`] of a token whose digest is already known.
+pub fn digest_fingerprint(digest: &TokenDigest) -> String {
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The keys the pipeline uses; swapped whole on reload.
@@ -313,6 +315,17 @@ impl Authenticator {
 
     /// The desktop `token` leads to, at `now` (Unix seconds).
     pub async fn authenticate(&self, token: &str, now: i64) -> Result<Target, Refusal> {
+        self.authenticate_with_digest(token, now).await.0
+    }
+
+    /// [`Authenticator::authenticate`], also handing back the token's SHA-256 (computed for the
+    /// cache lookup anyway) so that callers can log its [`digest_fingerprint`] without hashing
+    /// the token again. `None` when the token was refused before it was hashed (empty, too long).
+    pub async fn authenticate_with_digest(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> (Result<Target, Refusal>, Option<TokenDigest>) {
         let early = if token.is_empty() {
             Some(Refusal::Missing)
         } else if token.len() > self.config.max_token_len {
@@ -322,9 +335,21 @@ impl Authenticator {
         };
         if let Some(refusal) = early {
             self.stats.outcome(refusal.reason());
-            return Err(refusal);
+            return (Err(refusal), None);
         }
         let digest = digest(token.as_bytes());
+        (
+            self.authenticate_digest(token, digest, now).await,
+            Some(digest),
+        )
+    }
+
+    async fn authenticate_digest(
+        &self,
+        token: &str,
+        digest: TokenDigest,
+        now: i64,
+    ) -> Result<Target, Refusal> {
         if let Some(target) = self.cache.get(&digest, now).await {
             self.stats.cache_hits.inc();
             self.stats.outcome("cache_hit");
