@@ -56,6 +56,8 @@ pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 256;
 pub const DEFAULT_H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
 /// HTTP/2 streams the server may reset for client protocol errors (CVE-2025-8671 bound).
 pub const DEFAULT_H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
+/// Most connection-serving threads `[limits] workers` may ask for.
+pub const MAX_WORKERS: usize = 1024;
 /// nginx's `proxy_connect_timeout` default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an idle pooled upstream connection is kept.
@@ -280,6 +282,8 @@ pub struct FileLimits {
     pub h2_max_pending_accept_reset_streams: Option<usize>,
     /// HTTP/2: streams the server may reset for protocol errors (MadeYouReset bound).
     pub h2_max_local_error_reset_streams: Option<usize>,
+    /// Threads serving connections (0: one per CPU the process may run on).
+    pub workers: Option<usize>,
 }
 
 /// `[upstream]`.
@@ -398,6 +402,21 @@ pub struct Limits {
     pub h2_max_pending_accept_reset_streams: usize,
     /// See [`DEFAULT_H2_MAX_LOCAL_ERROR_RESET_STREAMS`].
     pub h2_max_local_error_reset_streams: usize,
+    /// Threads serving connections, each with its own single-threaded runtime and upstream
+    /// pool; 0 means one per CPU the process may run on (its affinity mask, so `taskset` and
+    /// cgroup CPU sets count). See [`Limits::worker_threads`].
+    pub workers: usize,
+}
+
+impl Limits {
+    /// The number of connection-serving threads: `workers`, or one per CPU the process may
+    /// run on when it is 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        }
+    }
 }
 
 /// Abuse limits.
@@ -690,7 +709,14 @@ impl Config {
                 .limits
                 .h2_max_local_error_reset_streams
                 .unwrap_or(DEFAULT_H2_MAX_LOCAL_ERROR_RESET_STREAMS),
+            workers: file.limits.workers.unwrap_or(0),
         };
+        if limits.workers > MAX_WORKERS {
+            return Err(invalid(
+                "limits.workers",
+                format!("must be at most {MAX_WORKERS}"),
+            ));
+        }
         if limits.max_connections == 0 {
             return Err(invalid("limits.max_connections", "must be positive"));
         }

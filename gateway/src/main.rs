@@ -110,7 +110,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
+// The control runtime: accept loop, admin listener, reloads, signals. Connections are served
+// by `[limits] workers` threads of their own (see `gateway::server`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Demo { listen }) = cli.command {

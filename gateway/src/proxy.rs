@@ -50,7 +50,9 @@ pub struct BodyTooLarge;
 pub struct Gateway {
     config: Config,
     auth: Arc<Authenticator>,
-    client: Client<HttpConnector, Body>,
+    /// One upstream pool per connection-serving thread (see [`crate::server`]): a pooled
+    /// connection's task runs on the thread that opened it, so each thread keeps its own.
+    clients: Vec<Client<HttpConnector, Body>>,
     dns: Dns,
     metrics: Arc<Metrics>,
     reload_stats: ReloadStats,
@@ -107,10 +109,14 @@ impl Gateway {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.upstream.connect_timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.upstream.pool_idle_timeout)
-            .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
-            .build(connector);
+        let clients = (0..config.limits.worker_threads())
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(config.upstream.pool_idle_timeout)
+                    .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
+                    .build(connector.clone())
+            })
+            .collect();
         let dns = Dns::new(
             &config.upstream.resolver,
             config.upstream.connect_timeout.min(DNS_TIMEOUT),
@@ -118,7 +124,7 @@ impl Gateway {
         Gateway {
             config,
             auth,
-            client,
+            clients,
             dns,
             metrics,
             reload_stats,
@@ -154,13 +160,25 @@ impl Gateway {
         &self.tunnels
     }
 
-    /// Answers one request. Never fails: every problem becomes a response.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// How many connection-serving threads this gateway was built for.
+    pub fn workers(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Answers one request received by connection-serving thread `worker` (which picks the
+    /// upstream pool). Never fails: every problem becomes a response.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        worker: usize,
+    ) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().clone();
         let mut outcome = Outcome::default();
-        let mut res = self.route(req, peer, &mut outcome).await;
+        let client = &self.clients[worker % self.clients.len()];
+        let mut res = self.route(req, peer, client, &mut outcome).await;
         res.headers_mut().remove(header::SERVER);
         let status = res.status().as_u16();
         let route = outcome.route.unwrap_or("none");
@@ -200,6 +218,7 @@ impl Gateway {
         &'g self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
+        client: &Client<HttpConnector, Body>,
         outcome: &mut Outcome<'g>,
     ) -> Response<Body> {
         let path = req.uri().path().to_owned();
@@ -309,7 +328,7 @@ impl Gateway {
         *up.headers_mut() = up_headers;
 
         let asked = Instant::now();
-        match tokio::time::timeout(route.read_timeout, self.client.request(up)).await {
+        match tokio::time::timeout(route.read_timeout, client.request(up)).await {
             Ok(Ok(res)) => {
                 self.metrics
                     .upstream_seconds

@@ -2,6 +2,12 @@
 //! TLS, upgrades enabled, a connection cap, a header-read timeout, header size limits and a
 //! bounded graceful shutdown; and [`run`], everything the `gateway` binary runs around it.
 //!
+//! Threads: the accept loop runs on the caller's runtime and hands each connection to one of
+//! `[limits] workers` threads in turn. Every worker runs a single-threaded tokio runtime with
+//! its own upstream pool, so a request is read, authorized, forwarded and answered on one
+//! thread without cross-thread wake-ups (nginx's worker model). State that must be shared —
+//! the token cache, metrics, throttling, the tunnel registry — lives in the [`Gateway`].
+//!
 //! Shutdown, in order (what [`run`] does on the signal):
 //! 1. `/readyz` answers 503, the listener still accepts for `drain_delay` (the load balancer
 //!    and kube-proxy stop sending new traffic);
@@ -10,16 +16,17 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{Instrument as _, debug, debug_span, info, warn};
 
 use crate::admin::{AdminState, Readiness, serve_admin};
@@ -74,6 +81,7 @@ pub async fn serve_gateway(
             "gateway listening"
         );
     }
+    let workers = Workers::start(&gateway, &builder, tls.as_ref());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -95,31 +103,24 @@ pub async fn serve_gateway(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let acceptor = tls.as_ref().map(|t| t.acceptor());
-        let handshake_timeout = limits.header_read_timeout;
-        tokio::spawn(
-            async move {
-                match acceptor {
-                    None => serve_connection(&builder, stream, gateway, peer, watcher).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
-                        {
-                            Ok(Ok(tls_stream)) => {
-                                serve_connection(&builder, tls_stream, gateway, peer, watcher)
-                                    .await;
-                            }
-                            Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
-                            Err(_) => debug!("TLS handshake timed out"),
-                        }
-                    }
-                }
-                drop(permit);
+        // Leave this runtime's reactor; the worker registers the socket with its own.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                debug!(error = %e, "cannot hand the connection to a worker");
+                continue;
             }
-            .instrument(debug_span!("conn", %peer)),
-        );
+        };
+        let accepted = Accepted {
+            stream,
+            peer,
+            permit,
+            watcher: graceful.watcher(),
+        };
+        if !workers.hand_over(accepted) {
+            tracing::error!("every connection-serving thread has stopped; closing the listener");
+            break;
+        }
     }
     drop(listener);
     info!("listener closed; letting in-flight requests finish");
@@ -144,14 +145,162 @@ pub async fn serve_gateway(
     }
     tunnels.close_all();
     tunnels.wait_closed(TUNNEL_CLOSE_WAIT).await;
+    // Whatever is still running past the grace period ends with the workers' runtimes.
+    workers.stop().await;
+}
+
+/// A connection the accept loop took, on its way to a worker.
+struct Accepted {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    watcher: Watcher,
+}
+
+/// The connection-serving threads. Each runs a single-threaded tokio runtime (no work
+/// stealing, no cross-thread wake-ups on the request path) with its own upstream pool; the
+/// accept loop hands connections out in turn, the way nginx's worker processes share a port.
+struct Workers {
+    queues: Vec<mpsc::UnboundedSender<Accepted>>,
+    stopped: Vec<oneshot::Receiver<()>>,
+    next: std::cell::Cell<usize>,
+}
+
+impl Workers {
+    fn start(
+        gateway: &Arc<Gateway>,
+        builder: &Arc<auto::Builder<TokioExecutor>>,
+        tls: Option<&Arc<TlsState>>,
+    ) -> Self {
+        let mut queues = Vec::new();
+        let mut stopped = Vec::new();
+        for index in 0..gateway.workers() {
+            let (queue, rx) = mpsc::unbounded_channel();
+            let (done, done_rx) = oneshot::channel();
+            let context = WorkerContext {
+                index,
+                gateway: gateway.clone(),
+                builder: builder.clone(),
+                tls: tls.cloned(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("gateway-worker-{index}"))
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime.block_on(context.serve(rx)),
+                        Err(e) => tracing::error!(worker = index, error = %e, "cannot start a worker runtime"),
+                    }
+                    let _ = done.send(());
+                });
+            match spawned {
+                Ok(_) => {
+                    queues.push(queue);
+                    stopped.push(done_rx);
+                }
+                Err(e) => {
+                    tracing::error!(worker = index, error = %e, "cannot start a worker thread")
+                }
+            }
+        }
+        Workers {
+            queues,
+            stopped,
+            next: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Gives the connection to the next worker still running; false when none is.
+    fn hand_over(&self, mut accepted: Accepted) -> bool {
+        for _ in 0..self.queues.len() {
+            let index = self.next.get() % self.queues.len();
+            self.next.set(index + 1);
+            match self.queues[index].send(accepted) {
+                Ok(()) => return true,
+                Err(mpsc::error::SendError(back)) => accepted = back,
+            }
+        }
+        false
+    }
+
+    /// Ends every worker (and what still runs on it) and waits for their threads.
+    async fn stop(self) {
+        drop(self.queues);
+        for done in self.stopped {
+            let _ = done.await;
+        }
+    }
+}
+
+/// What one worker serves connections with.
+struct WorkerContext {
+    index: usize,
+    gateway: Arc<Gateway>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    tls: Option<Arc<TlsState>>,
+}
+
+impl WorkerContext {
+    /// Serves every connection handed over until the queue closes.
+    async fn serve(self, mut queue: mpsc::UnboundedReceiver<Accepted>) {
+        let handshake_timeout = self.gateway.config().limits.header_read_timeout;
+        while let Some(Accepted {
+            stream,
+            peer,
+            permit,
+            watcher,
+        }) = queue.recv().await
+        {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    debug!(error = %e, "cannot register the connection");
+                    continue;
+                }
+            };
+            let gateway = self.gateway.clone();
+            let builder = self.builder.clone();
+            let acceptor = self.tls.as_ref().map(|t| t.acceptor());
+            let worker = self.index;
+            tokio::spawn(
+                async move {
+                    match acceptor {
+                        None => {
+                            serve_connection(&builder, stream, gateway, peer, worker, watcher)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(tls_stream)) => {
+                                    serve_connection(
+                                        &builder, tls_stream, gateway, peer, worker, watcher,
+                                    )
+                                    .await;
+                                }
+                                Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => debug!("TLS handshake timed out"),
+                            }
+                        }
+                    }
+                    drop(permit);
+                }
+                .instrument(debug_span!("conn", %peer)),
+            );
+        }
+    }
 }
 
 async fn serve_connection<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     gateway: Arc<Gateway>,
-    peer: std::net::SocketAddr,
-    watcher: hyper_util::server::graceful::Watcher,
+    peer: SocketAddr,
+    worker: usize,
+    watcher: Watcher,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -163,7 +312,7 @@ async fn serve_connection<I>(
             method = %req.method(),
             path = %crate::telemetry::redact_path(req.uri().path())
         );
-        async move { Ok::<_, Infallible>(gateway.handle(req, peer).await) }.instrument(span)
+        async move { Ok::<_, Infallible>(gateway.handle(req, peer, worker).await) }.instrument(span)
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
