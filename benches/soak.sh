@@ -4,7 +4,9 @@
 #
 #   benches/soak.sh                      # ≈ 10 min of load + build + settle; writes
 #                                        # benches/results/soak-<date>-<shortsha>.md
-#   SOAK_SECONDS=200 benches/soak.sh     # a short trial (the RSS windows shrink to fit)
+#   SOAK_SECONDS=200 CACHE_MAX_ENTRIES=20000 benches/soak.sh
+#                                        # a short trial: the RSS windows shrink to fit, and a
+#                                        # smaller token cache is full before they start
 #
 # For SOAK_SECONDS it runs, all at once and at saturation, in back-to-back chunks (so client
 # connections and tunnels are also opened and closed all along):
@@ -189,9 +191,10 @@ log "gateway pid $GW_PID: baseline RSS ${RSS_BASE} kB, ${FD_BASE} fds"
 
 # --- sampler ---------------------------------------------------------------------------------
 echo load >"$WORK/phase"
+LOAD_AVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 LOAD_START=$(date +%s.%N)
 sampler() {
-    echo "t_s,phase,rss_kb,fds,threads,cpu_s,cache_entries,tunnels_open,requests_total"
+    echo "t_s,phase,rss_kb,fds,threads,cpu_s,cache_entries,tunnels_open,requests_total,load1"
     local k=0
     while [ ! -e "$WORK/stop-sampler" ] && [ -e "/proc/$GW_PID/status" ]; do
         local now t rss thr cpu m
@@ -201,7 +204,7 @@ sampler() {
         thr=$(awk '/^Threads/ {print $2}' "/proc/$GW_PID/status" 2>/dev/null || echo 0)
         cpu=$(awk -v hz="$TICKS" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$GW_PID/stat" 2>/dev/null || echo 0)
         m=$(metrics 2>/dev/null || true)
-        echo "$t,$(cat "$WORK/phase"),$rss,$(fds),$thr,$cpu,$(sample_metric gateway_token_cache_entries <<<"$m"),$(sample_metric gateway_websocket_tunnels_open <<<"$m"),$(sample_metric gateway_requests_total <<<"$m")"
+        echo "$t,$(cat "$WORK/phase"),$rss,$(fds),$thr,$cpu,$(sample_metric gateway_token_cache_entries <<<"$m"),$(sample_metric gateway_websocket_tunnels_open <<<"$m"),$(sample_metric gateway_requests_total <<<"$m"),$(cut -d' ' -f1 /proc/loadavg)"
         k=$((k + 1))
         local next
         next=$(awk -v a="$LOAD_START" -v k="$k" -v s="$SAMPLE_SECONDS" -v now="$(date +%s.%N)" \
@@ -315,6 +318,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "nproc=$(nproc)"
     echo "cpu=$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')"
     echo "rustc=$(rustc --version)"
+    echo "load_start=$LOAD_AVG_START"
     echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "soak_seconds=$SOAK_SECONDS"
     echo "sample_seconds=$SAMPLE_SECONDS"

@@ -156,10 +156,12 @@ tunnels_end = family("gateway_websocket_tunnels_open")
 levels = Counter()
 notable = Counter()
 LEVEL = re.compile(r"\b(TRACE|DEBUG|INFO|WARN|ERROR)\b")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]*")
 log_path = os.path.join(work, "gateway.log")
 if os.path.exists(log_path):
     for line in open(log_path, errors="replace"):
+        line = ANSI.sub("", line)
         m = LEVEL.search(line)
         if not m:
             continue
@@ -229,7 +231,8 @@ L.append("")
 L.append(
     f"`benches/soak.sh`: {fnum(soak)} s of mixed load on one release gateway, commit "
     f"`{meta['commit']}`, {meta['nproc']} cores (`{meta['cpu']}`), {meta['rustc']}. "
-    f"Load average at the end: {meta['load_end']}. Keys: {meta['key_bits']} bits. Connections: "
+    + (f"Load average (1, 5, 15 min) at the start of the load: {meta['load_start']}, " if "load_start" in meta else "Load average (1, 5, 15 min) ")
+    + f"at the end: {meta['load_end']}. Keys: {meta['key_bits']} bits. Connections: "
     f"{meta['conns']}; {meta['forged_sources']} forged source address(es), "
     f"`auth_failures_per_ip = {meta['auth_failures_per_ip']}`. Chunks of {meta['chunk_seconds']} s; "
     f"samples every {meta['sample_seconds']} s. Everything (gateway, loadgen, upstream) shares the cores."
@@ -253,6 +256,8 @@ if last:
     L.append(f"| last minute of load, mean (t = {last_win[0]:.0f}–{last_win[1]:.0f} s) | {mib(last_rss):.1f} | {statistics.mean(s['fds'] for s in last):.0f} |")
 if load:
     L.append(f"| maximum under load | {mib(max(rss_load)):.1f} | {max(fd_load):.0f} |")
+if settle:
+    L.append(f"| maximum while settling | {mib(max(s['rss_kb'] for s in settle)):.1f} | {max(s['fds'] for s in settle):.0f} |")
 L.append(f"| after the load and settling | {mib(float(meta['rss_end_kb'])):.1f} | {meta['fd_end']} |")
 L.append("")
 L.append(
@@ -266,9 +271,14 @@ L.append(
     f"Gateway CPU: {load[-1]['cpu_s'] if load else 0:.0f} s over the load "
     f"({(load[-1]['cpu_s'] / load[-1]['t_s']) if load and load[-1]['t_s'] else 0:.2f} cores); "
     f"threads {max((s['threads'] for s in samples), default=0):.0f} at most."
+    + (
+        f" Machine load average (1 min) during the load: {min(s['load1'] for s in load):.1f}–{max(s['load1'] for s in load):.1f}."
+        if load and "load1" in load[0]
+        else ""
+    )
 )
 L.append("")
-L.append("Every minute (the full series is `samples.csv` in the run's work directory):")
+L.append("Every minute (the 5 s series is `samples.csv` in the run's work directory, not kept):")
 L.append("")
 L.append("| t (s) | phase | RSS (MiB) | fds | threads | cache entries | tunnels open | requests so far |")
 L.append("|---|---|---|---|---|---|---|---|")
@@ -312,7 +322,7 @@ if notable:
     L.append("WARN/ERROR lines (digits as N):")
     L.append("")
     for text, n in notable.most_common(8):
-        L.append(f"- {n}× `{text}`")
+        L.append(f"- {n}× `` {text} ``")
 L.append("")
 with open(out_md, "w") as f:
     f.write("\n".join(L))
