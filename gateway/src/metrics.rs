@@ -5,11 +5,11 @@
 //! The token-pipeline and key-reload collectors are owned by [`crate::token::AuthStats`] and
 //! [`crate::reload::ReloadStats`] and registered here.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::reload::ReloadStats;
@@ -42,6 +42,18 @@ pub struct Metrics {
     pub tunnel_bytes: IntCounterVec,
     /// `gateway_token_cache_entries`, refreshed at each scrape.
     pub cache_entries: IntGauge,
+}
+
+/// One route's request metrics, resolved from the label vectors on first use and then kept,
+/// so a request costs no label hashing or registry lock. Series still appear only once used.
+#[derive(Debug, Default)]
+pub struct RouteMetrics {
+    /// `gateway_requests_total{route,status_class}`, by class 1xx to 5xx.
+    requests: [OnceLock<IntCounter>; 5],
+    /// `gateway_request_duration_seconds{route}`.
+    seconds: OnceLock<Histogram>,
+    /// `gateway_upstream_response_seconds{route}`.
+    upstream: OnceLock<Histogram>,
 }
 
 fn must<T>(result: prometheus::Result<T>) -> T {
@@ -159,6 +171,31 @@ impl Metrics {
             400..=499 => "4xx",
             _ => "5xx",
         }
+    }
+
+    /// Counts one finished request of `route`, through its cached handles.
+    pub fn record_route_request(
+        &self,
+        slot: &RouteMetrics,
+        route: &str,
+        status: u16,
+        seconds: f64,
+    ) {
+        let class = Self::status_class(status);
+        let index = usize::from(class.as_bytes()[0] - b'1');
+        slot.requests[index]
+            .get_or_init(|| self.requests.with_label_values(&[route, class]))
+            .inc();
+        slot.seconds
+            .get_or_init(|| self.request_seconds.with_label_values(&[route]))
+            .observe(seconds);
+    }
+
+    /// Records how long `route`'s upstream took to answer, through its cached handle.
+    pub fn record_upstream_seconds(&self, slot: &RouteMetrics, route: &str, seconds: f64) {
+        slot.upstream
+            .get_or_init(|| self.upstream_seconds.with_label_values(&[route]))
+            .observe(seconds);
     }
 
     /// Counts one finished request.

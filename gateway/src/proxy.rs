@@ -19,16 +19,16 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tracing::{debug, warn};
 
 use crate::config::{Config, ServiceAddr};
 use crate::dns::Dns;
 use crate::headers::{self, Forwarding};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::reload::ReloadStats;
 use crate::respond::{self, Body, BoxError};
-use crate::routes::{Matched, PortRule, ServiceName, Upstream, UriRule};
+use crate::routes::{Matched, PortRule, Route, ServiceName, Upstream, UriRule};
 use crate::telemetry::{LogLimiter, LogPermit, redact_path, redact_uri};
 use crate::throttle::AuthThrottle;
 use crate::token::{Authenticator, RequestParts, Target, TokenDigest, digest_fingerprint};
@@ -53,6 +53,8 @@ pub struct Gateway {
     /// One upstream pool per connection-serving thread (see [`crate::server`]): a pooled
     /// connection's task runs on the thread that opened it, so each thread keeps its own.
     clients: Vec<Client<HttpConnector, Body>>,
+    /// Metric handles by route position in the table; the last one is for "none".
+    route_metrics: Vec<RouteMetrics>,
     dns: Dns,
     metrics: Arc<Metrics>,
     reload_stats: ReloadStats,
@@ -65,8 +67,8 @@ pub struct Gateway {
 /// What the request path learned, for the metrics and the access log.
 #[derive(Debug, Default)]
 struct Outcome<'g> {
-    /// The matched route's name.
-    route: Option<&'g str>,
+    /// The matched route.
+    route: Option<&'g Route>,
     /// Digest of the token, once one was found and hashed (logged as its fingerprint).
     token: Option<TokenDigest>,
     /// Why the token was refused.
@@ -109,9 +111,15 @@ impl Gateway {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.upstream.connect_timeout));
         connector.set_nodelay(true);
+        let route_metrics = (0..=config.routes.routes().len())
+            .map(|_| RouteMetrics::default())
+            .collect();
         let clients = (0..config.limits.worker_threads())
             .map(|_| {
+                // The pool timer is what closes connections idle past the timeout; without it
+                // they would linger until the next request to the same pod.
                 Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(config.upstream.pool_idle_timeout)
                     .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
                     .build(connector.clone())
@@ -125,6 +133,7 @@ impl Gateway {
             config,
             auth,
             clients,
+            route_metrics,
             dns,
             metrics,
             reload_stats,
@@ -181,9 +190,13 @@ impl Gateway {
         let mut res = self.route(req, peer, client, &mut outcome).await;
         res.headers_mut().remove(header::SERVER);
         let status = res.status().as_u16();
-        let route = outcome.route.unwrap_or("none");
-        self.metrics
-            .record_request(route, status, started.elapsed().as_secs_f64());
+        let route = outcome.route.map_or("none", |r| r.name.as_str());
+        self.metrics.record_route_request(
+            self.route_slot(outcome.route),
+            route,
+            status,
+            started.elapsed().as_secs_f64(),
+        );
         if !self.config.log.access_log || !tracing::enabled!(target: "access", tracing::Level::INFO)
         {
             return res;
@@ -227,7 +240,7 @@ impl Gateway {
             return respond::not_found();
         };
         let route = matched.route;
-        outcome.route = Some(route.name.as_str());
+        outcome.route = Some(route);
         match route.upstream {
             Upstream::Healthz => return respond::text(StatusCode::OK, "OK\n"),
             Upstream::Node => {
@@ -280,7 +293,10 @@ impl Gateway {
         let Ok(uri) = format!("http://{}{}", plan.dial, plan.path_and_query).parse::<Uri>() else {
             return respond::bad_request();
         };
-        let mut up_headers = req.headers().clone();
+        // The client's upgrade future is taken before the request is split up.
+        let on_client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let mut up_headers = parts.headers;
         headers::remove_hop_by_hop(&mut up_headers);
         headers::apply_profile(
             &mut up_headers,
@@ -294,10 +310,9 @@ impl Gateway {
             },
         );
 
-        if upgrade.is_some() {
-            let on_client_upgrade = hyper::upgrade::on(&mut req);
+        if let Some(on_client_upgrade) = on_client_upgrade {
             let mut up = Request::new(respond::empty());
-            *up.method_mut() = req.method().clone();
+            *up.method_mut() = parts.method;
             // A bare connection sends the URI as given: origin-form, not absolute-form.
             *up.uri_mut() = uri
                 .path_and_query()
@@ -316,7 +331,6 @@ impl Gateway {
         }
 
         let exceeded = Arc::new(AtomicBool::new(false));
-        let (parts, body) = req.into_parts();
         let body = LimitedBody {
             inner: IdleTimeout::new(body, route.send_timeout),
             remaining: route.body_limit,
@@ -330,10 +344,11 @@ impl Gateway {
         let asked = Instant::now();
         match tokio::time::timeout(route.read_timeout, client.request(up)).await {
             Ok(Ok(res)) => {
-                self.metrics
-                    .upstream_seconds
-                    .with_label_values(&[route.name.as_str()])
-                    .observe(asked.elapsed().as_secs_f64());
+                self.metrics.record_upstream_seconds(
+                    self.route_slot(Some(route)),
+                    &route.name,
+                    asked.elapsed().as_secs_f64(),
+                );
                 response_with_idle_timeout(res, route.read_timeout)
             }
             Ok(Err(e)) => {
@@ -457,6 +472,15 @@ impl Gateway {
             named,
             path_and_query,
         })
+    }
+
+    /// The metric handles of `route` (of "none" when no route matched).
+    fn route_slot(&self, route: Option<&Route>) -> &RouteMetrics {
+        let routes = self.config.routes.routes();
+        let index = route
+            .and_then(|route| routes.iter().position(|r| std::ptr::eq(r, route)))
+            .unwrap_or(routes.len());
+        &self.route_metrics[index]
     }
 
     fn service(&self, name: ServiceName) -> &ServiceAddr {
@@ -602,13 +626,16 @@ fn response_with_idle_timeout(res: Response<Incoming>, idle: Duration) -> Respon
 #[error("body idle for longer than the route's timeout")]
 pub struct BodyIdle;
 
-/// A body that fails when no frame arrives for `idle`.
+/// A body that fails when its source keeps it waiting for `idle`. The clock runs only while
+/// the source has nothing to give (from the first `Pending` after a frame), not while the
+/// consumer is busy; a body that never waits never touches the timer.
 struct IdleTimeout<B> {
     inner: B,
     idle: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    /// The clock starts at the first poll, not while the body waits to be sent.
-    armed: bool,
+    /// Created on the first wait, re-armed at the start of each later one.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether the current wait's deadline is set.
+    waiting: bool,
 }
 
 impl<B> IdleTimeout<B> {
@@ -616,8 +643,8 @@ impl<B> IdleTimeout<B> {
         IdleTimeout {
             inner,
             idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
-            armed: false,
+            sleep: None,
+            waiting: false,
         }
     }
 }
@@ -635,21 +662,21 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if !this.armed {
-            this.armed = true;
-            let deadline = tokio::time::Instant::now() + this.idle;
-            this.sleep.as_mut().reset(deadline);
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.waiting = false;
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                let deadline = tokio::time::Instant::now() + this.idle;
-                this.sleep.as_mut().reset(deadline);
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+        if !this.waiting {
+            this.waiting = true;
+            let deadline = tokio::time::Instant::now() + this.idle;
+            match &mut this.sleep {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle)))),
-                Poll::Pending => Poll::Pending,
-            },
+        }
+        match this.sleep.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Some(Err(Box::new(BodyIdle)))),
+            _ => Poll::Pending,
         }
     }
 

@@ -228,3 +228,46 @@ async fn oversized_request_heads_are_refused() {
     let (status, _, _) = get(&gw.url("/healthz"), None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A pooled upstream connection left idle is closed once `[upstream] pool_idle_timeout`
+/// passes, without waiting for another request to the same pod (each pod is its own pool
+/// key, so an unreaped pool would keep sockets open on both sides until the pod goes away).
+#[tokio::test]
+async fn idle_upstream_connections_are_closed_after_the_pool_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "gateway closed before sending a request");
+            head.extend_from_slice(&buf[..n]);
+        }
+        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        let answered = std::time::Instant::now();
+        // The gateway keeps the connection for reuse; it must close it when the pool
+        // timeout passes, with no further request.
+        let n = conn.read(&mut buf).await.unwrap_or(0);
+        let _ = closed_tx.send((n, answered.elapsed()));
+    });
+    let port_map = POD_PORTS.iter().map(|p| (p.to_string(), port)).collect();
+    let mut file = file_config(port_map);
+    file.upstream.pool_idle_timeout = Some(Duration::from_secs(1));
+    let gw = spawn_gateway(file).await;
+    let (status, _, body) = get(&gw.url("/spawner/idle"), Some(&token())).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    let (read, after) = tokio::time::timeout(Duration::from_secs(10), closed_rx)
+        .await
+        .expect("the idle upstream connection was still open 10 s after its answer")
+        .unwrap();
+    assert_eq!(read, 0, "the gateway sent more bytes instead of closing");
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed after {after:?}, before the pool timeout"
+    );
+}
