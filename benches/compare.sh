@@ -10,7 +10,7 @@
 #
 # Installs Debian's nginx if it is missing (needs root and the network once), builds the release
 # binaries, starts `loadgen serve` (23-byte answers, `?size=N` bodies, WebSocket echo), nginx
-# (1 worker, upstream keep-alive, no access log) and the gateway (1 tokio worker, throw-away
+# (1 worker, upstream keep-alive, no access log) and the gateway (1 worker thread, throw-away
 # keys, allow_loopback, port_map to the upstream, no access log), then runs `loadgen run`
 # against each. Every figure in the report is a ratio between runs of this one invocation.
 set -euo pipefail
@@ -141,6 +141,7 @@ allow_loopback = true
 [limits]
 max_connections = 20000
 shutdown_grace = "1s"
+workers = 1
 [upstream]
 port_map = { "29786" = $UP_HTTP, "29783" = $UP_HTTP, "6081" = $UP_WS }
 [admin]
@@ -155,7 +156,7 @@ EOF
 }
 start_gateway() { # port bits access_log logfile [auth_failures_per_ip, 0 = off]
     gateway_conf "$1" "$2" "$3" "${5:-0}" >"$WORK/gateway-$1.toml"
-    TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$BIN/gateway" --config "$WORK/gateway-$1.toml" \
+    taskset -c "$PROXY_CPU" "$BIN/gateway" --config "$WORK/gateway-$1.toml" \
         >"$4" 2>&1 &
     PIDS+=($!)
 }
