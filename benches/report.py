@@ -136,7 +136,7 @@ with open(out_md, "w") as f:
     f.write(f"# Gateway vs nginx, {meta.get('date', '')}\n\n")
     f.write("Produced by `benches/compare.sh`. Every value is the mean of the rounds, with the "
             "per-round values in brackets; rounds alternate nginx and the gateway. The proxy under "
-            "test runs on its own core (1 nginx worker; the gateway with 1 tokio worker); the "
+            "test runs on its own core (1 nginx worker; the gateway with 1 worker thread); the "
             "load generator and the upstream share the other core, so the load generator can be "
             "the bottleneck: *per proxy CPU-second* rows divide by the CPU time the proxy "
             "actually used and are the per-core efficiency.\n\n")
