@@ -1,0 +1,8 @@
+//! The `token_extract` target: input format and properties in `fuzz/props/token_extract.rs`.
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../props/mod.rs"]
+mod props;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| props::token_extract::check(data));
