@@ -574,6 +574,22 @@ impl FileConfig {
     }
 }
 
+/// Whether a service's host is an IP address or a DNS name (letters, digits, `-`, `_`, `.`,
+/// at most 253 characters), and makes a valid URI with its port.
+fn usable_host(svc: &ServiceAddr) -> bool {
+    let host = svc.host.trim_start_matches('[').trim_end_matches(']');
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let is_name = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    (is_ip || is_name)
+        && format!("http://{}/", svc.authority())
+            .parse::<http::Uri>()
+            .is_ok()
+}
+
 fn service(file: &FileService, env_host: Option<&String>, host: &str, port: u16) -> ServiceAddr {
     ServiceAddr {
         host: file
@@ -811,7 +827,7 @@ impl Config {
             ("services.console.host", &services.console),
             ("services.website.host", &services.website),
         ] {
-            if svc.host.is_empty() || svc.host.contains(['/', ' ', '@', '?', '#']) {
+            if !usable_host(svc) {
                 return Err(invalid(key, "not a host name or IP address"));
             }
         }

@@ -77,7 +77,7 @@ fn http_request_seeds_and_regressions_hold() {
     run("http_request", props::http_request::check);
 }
 
-// === open gateway bugs: strict checks, ignored until the fix lands ===
+// === gateway bugs the fuzzers found, fixed: strict checks ===
 
 fn regression(target: &str, name: &str) -> Vec<u8> {
     let path = fuzz_dir().join("regressions").join(target).join(name);
@@ -85,16 +85,12 @@ fn regression(target: &str, name: &str) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "open gateway bug (fuzz/README.md, Findings): TokenSource::ContainerPath extracts \
-            an empty token from /container/Bearer /<port>"]
 fn container_path_never_extracts_an_empty_token() {
     let data = regression("token_extract", "open-empty-container-token");
     props::common::strictly(|| props::token_extract::check(&data));
 }
 
 #[test]
-#[ignore = "open gateway bug (fuzz/README.md, Findings): Config::load accepts a service host \
-            that makes no URI (`pyos<1>`), and every request to that service then gets 400"]
 fn accepted_service_hosts_make_a_uri() {
     let data = regression("config_parse", "open-service-host-unusable");
     props::common::strictly(|| props::config_parse::check(&data));

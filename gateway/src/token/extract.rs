@@ -54,9 +54,11 @@ impl TokenSource {
             TokenSource::Header => from_header(parts.header),
             TokenSource::Query => from_query(parts.query),
             TokenSource::RawQuery => from_raw_query(parts.query),
+            // `/container/Bearer /<port>` leaves nothing once `Bearer ` is removed.
             TokenSource::ContainerPath => from_container_path(parts.path)
                 .map(|c| c.token)
-                .ok_or(Refusal::Missing),
+                .ok_or(Refusal::Missing)
+                .and_then(non_empty),
         }
     }
 }
