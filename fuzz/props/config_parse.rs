@@ -15,9 +15,10 @@
 //! - limits are within their documented bounds: `max_token_len ≥ 1`, `max_connections ≥ 1`,
 //!   `max_header_bytes ≥ 8192`, `workers ≤ MAX_WORKERS` (and at least one thread runs),
 //!   `reload_interval > 0`;
-//! - service hosts are non-empty and free of `/ @ ? #` and spaces, and make a URI with their
-//!   port (the proxy dials `http://host:port/…`); every route the file disabled is gone, and
-//!   an overridden route carries its new port, timeouts and body limit.
+//! - a service host is an IP address or a DNS name (letters, digits, `-`, `_`, `.`, at most
+//!   253 bytes) and makes a URI with its port (the proxy dials `http://host:port/…`); every
+//!   route the file disabled is gone, and an overridden route carries its new port, timeouts
+//!   and body limit.
 
 use std::path::Path;
 
@@ -25,7 +26,7 @@ use gateway::config::{self, Config, Env, FileConfig};
 use gateway::routes::{PortRule, Upstream};
 use gateway::token::{self, CacheConfig, TargetPolicy};
 
-use super::common::{OpenBug, key_files, tolerated};
+use super::common::key_files;
 
 /// At most this many extra signing keys are loaded (each is a file read and an RSA parse).
 const MAX_EXTRA_KEYS: usize = 4;
@@ -200,15 +201,24 @@ fn accepted(file: &FileConfig, config: &Config, absent: &Path) {
         (&s.console, &file.services.console),
         (&s.website, &file.services.website),
     ] {
-        assert!(!svc.host.is_empty());
-        assert!(!svc.host.contains(['/', ' ', '@', '?', '#']));
-        // The proxy dials `http://{authority}{path}`: an accepted host must make a URI.
-        let usable = format!("http://{}/", svc.authority())
-            .parse::<http::Uri>()
-            .is_ok_and(|uri| uri.port_u16() == Some(svc.port));
-        if !tolerated(OpenBug::UnusableServiceHost) {
-            assert!(usable, "an accepted service host makes no URI");
-        }
+        // An IP address or a DNS name, which makes a URI with its port: the proxy dials
+        // `http://{authority}{path}`.
+        let host = svc.host.trim_start_matches('[').trim_end_matches(']');
+        let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+        let is_name = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        assert!(
+            is_ip || is_name,
+            "a service host that is neither IP nor name"
+        );
+        let uri = format!("http://{}/", svc.authority()).parse::<http::Uri>();
+        assert!(
+            uri.is_ok_and(|uri| uri.port_u16() == Some(svc.port)),
+            "an accepted service host makes no URI"
+        );
         if let Some(host) = &set.host {
             assert_eq!(&svc.host, host);
         }

@@ -15,7 +15,7 @@
 
 use gateway::token::{self, AuthConfig, AuthStats, Refusal, RequestParts, TokenSource};
 
-use super::common::{Input, NOW, OpenBug, is_within, keys, tolerated};
+use super::common::{Input, NOW, is_within, keys};
 
 const SOURCES: [TokenSource; 4] = [
     TokenSource::Header,
@@ -51,15 +51,7 @@ pub fn check(data: &[u8]) {
 
     for source in SOURCES {
         let got = source.extract(&parts);
-        let want = expected(source, &parts);
-        if source == TokenSource::ContainerPath
-            && got == Ok("")
-            && want == Err(Refusal::Missing)
-            && tolerated(OpenBug::EmptyContainerToken)
-        {
-            continue;
-        }
-        assert_eq!(got, want, "{source:?}");
+        assert_eq!(got, expected(source, &parts), "{source:?}");
         let Ok(found) = got else {
             continue;
         };
