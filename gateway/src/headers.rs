@@ -87,8 +87,8 @@ pub fn host_without_port(host: &str) -> &str {
 /// What a profile needs to know about the request.
 #[derive(Debug, Clone)]
 pub struct Forwarding<'a> {
-    /// The client's address.
-    pub peer: IpAddr,
+    /// The client's address as header text ([`peer_value`]).
+    pub peer: &'a HeaderValue,
     /// The client's `Host` (or HTTP/2 `:authority`), if any.
     pub client_host: Option<&'a str>,
     /// `host:port` of the upstream as the route names it (nginx `$proxy_host`).
@@ -105,6 +105,13 @@ fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     }
 }
 
+/// The client's address as `X-Real-IP` shows it (an IPv4-mapped IPv6 address as IPv4);
+/// computed once per connection.
+pub fn peer_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(ip.to_canonical().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
 /// Rewrites a request's headers (already free of hop-by-hop headers) for `profile`.
 pub fn apply_profile(headers: &mut HeaderMap, profile: HeaderProfile, fwd: &Forwarding<'_>) {
     let host = match profile {
@@ -116,23 +123,27 @@ pub fn apply_profile(headers: &mut HeaderMap, profile: HeaderProfile, fwd: &Forw
         HeaderProfile::Ws | HeaderProfile::Plain => fwd.upstream_host,
     };
     set(headers, &header::HOST, host);
+    if !headers.contains_key(header::HOST) {
+        // Every upstream request names its host; the route's own name always fits.
+        set(headers, &header::HOST, fwd.upstream_host);
+    }
     if profile == HeaderProfile::Plain {
         return;
     }
-    let peer = fwd.peer.to_canonical().to_string();
-    set(headers, &X_REAL_IP, &peer);
+    headers.insert(X_REAL_IP.clone(), fwd.peer.clone());
     // nginx `$proxy_add_x_forwarded_for`: the client's list, then the peer.
     let previous: Vec<&str> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    let xff = if previous.is_empty() {
-        peer
+    if previous.is_empty() {
+        headers.insert(X_FORWARDED_FOR.clone(), fwd.peer.clone());
     } else {
-        format!("{}, {peer}", previous.join(", "))
-    };
-    set(headers, &X_FORWARDED_FOR, &xff);
+        let peer = fwd.peer.to_str().unwrap_or("unknown");
+        let xff = format!("{}, {peer}", previous.join(", "));
+        set(headers, &X_FORWARDED_FOR, &xff);
+    }
     set(headers, &X_FORWARDED_PROTO, fwd.scheme);
     if let Some(upgrade) = &fwd.upgrade {
         headers.insert(header::UPGRADE, upgrade.clone());
@@ -215,8 +226,9 @@ mod tests {
     #[test]
     fn proxy_profile_sets_forwarding_headers() {
         let mut h = map(&[("x-forwarded-for", "1.1.1.1"), ("origin", "http://o")]);
+        let peer = peer_value(IpAddr::from([10, 0, 0, 1]));
         let fwd = Forwarding {
-            peer: IpAddr::from([10, 0, 0, 1]),
+            peer: &peer,
             client_host: Some("desk.example:30443"),
             upstream_host: "pyos:8000",
             upgrade: None,
@@ -233,6 +245,20 @@ mod tests {
         apply_profile(&mut h, HeaderProfile::Plain, &fwd);
         assert_eq!(h["host"], "pyos:8000");
         assert!(h.get("x-forwarded-for").is_none());
+
+        // An IPv4-mapped client shows as IPv4; a Host that cannot be kept falls back to the
+        // upstream's name.
+        let mapped = peer_value("::ffff:10.1.2.3".parse().unwrap());
+        assert_eq!(mapped, "10.1.2.3");
+        let mut h = HeaderMap::new();
+        let fwd = Forwarding {
+            peer: &mapped,
+            client_host: Some("bad host\u{7f}"),
+            ..fwd
+        };
+        apply_profile(&mut h, HeaderProfile::Proxy, &fwd);
+        assert_eq!(h["host"], "pyos:8000");
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
     }
 
     #[test]

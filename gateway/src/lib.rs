@@ -26,6 +26,7 @@ pub mod keygen;
 pub mod keys;
 pub mod metrics;
 pub mod mint;
+pub mod pool;
 pub mod proxy;
 pub mod reload;
 pub mod respond;

@@ -17,15 +17,13 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tracing::{debug, warn};
 
 use crate::config::{Config, ServiceAddr};
 use crate::dns::Dns;
 use crate::headers::{self, Forwarding};
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::pool::{Dest, Pool, PoolConfig, PooledBody, SendError};
 use crate::reload::ReloadStats;
 use crate::respond::{self, Body, BoxError};
 use crate::routes::{Matched, PortRule, Route, ServiceName, Upstream, UriRule};
@@ -38,6 +36,11 @@ mod static_files;
 
 /// Longest wait for a desktop name's address (bounded further by the connect timeout).
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a refused upload is read and thrown away, in all and between two reads (nginx's
+/// `lingering_time` and `lingering_timeout`).
+const DISCARD_TIME: Duration = Duration::from_secs(30);
+const DISCARD_IDLE: Duration = Duration::from_secs(5);
 
 /// The request body went over the route's limit.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +55,7 @@ pub struct Gateway {
     auth: Arc<Authenticator>,
     /// One upstream pool per connection-serving thread (see [`crate::server`]): a pooled
     /// connection's task runs on the thread that opened it, so each thread keeps its own.
-    clients: Vec<Client<HttpConnector, Body>>,
+    pools: Vec<Arc<Pool>>,
     /// Metric handles by route position in the table; the last one is for "none".
     route_metrics: Vec<RouteMetrics>,
     dns: Dns,
@@ -64,6 +67,25 @@ pub struct Gateway {
     scheme: &'static str,
 }
 
+/// The client end of a connection, computed once for all its requests.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Its IP as `X-Real-IP` / `X-Forwarded-For` show it.
+    ip_text: HeaderValue,
+}
+
+impl Peer {
+    /// The peer at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Peer {
+            addr,
+            ip_text: headers::peer_value(addr.ip()),
+        }
+    }
+}
+
 /// What the request path learned, for the metrics and the access log.
 #[derive(Debug, Default)]
 struct Outcome<'g> {
@@ -73,15 +95,15 @@ struct Outcome<'g> {
     token: Option<TokenDigest>,
     /// Why the token was refused.
     refusal: Option<&'static str>,
-    /// `host:port` dialled.
-    upstream: Option<String>,
+    /// The upstream dialled.
+    upstream: Option<Dest>,
 }
 
 /// Where a request goes, computed before its body is touched.
 #[derive(Debug)]
 struct Plan {
-    /// `host:port` dialled.
-    dial: String,
+    /// Where the request is sent.
+    dial: Dest,
     /// `host:port` as the route names it (nginx `$proxy_host`, the `Host` of ws/plain).
     named: String,
     /// Upstream path and query.
@@ -108,22 +130,16 @@ impl Gateway {
         } else {
             "http"
         };
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.upstream.connect_timeout));
-        connector.set_nodelay(true);
         let route_metrics = (0..=config.routes.routes().len())
             .map(|_| RouteMetrics::default())
             .collect();
-        let clients = (0..config.limits.worker_threads())
-            .map(|_| {
-                // The pool timer is what closes connections idle past the timeout; without it
-                // they would linger until the next request to the same pod.
-                Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(config.upstream.pool_idle_timeout)
-                    .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
-                    .build(connector.clone())
-            })
+        let pool_config = PoolConfig {
+            connect_timeout: config.upstream.connect_timeout,
+            idle_timeout: config.upstream.pool_idle_timeout,
+            max_idle_per_host: config.upstream.pool_max_idle_per_host,
+        };
+        let pools = (0..config.limits.worker_threads())
+            .map(|_| Pool::new(pool_config))
             .collect();
         let dns = Dns::new(
             &config.upstream.resolver,
@@ -132,7 +148,7 @@ impl Gateway {
         Gateway {
             config,
             auth,
-            clients,
+            pools,
             route_metrics,
             dns,
             metrics,
@@ -171,7 +187,12 @@ impl Gateway {
 
     /// How many connection-serving threads this gateway was built for.
     pub fn workers(&self) -> usize {
-        self.clients.len()
+        self.pools.len()
+    }
+
+    /// Idle upstream connections held, over every thread's pool.
+    pub fn idle_upstream_connections(&self) -> usize {
+        self.pools.iter().map(|p| p.idle()).sum()
     }
 
     /// Answers one request received by connection-serving thread `worker` (which picks the
@@ -179,15 +200,15 @@ impl Gateway {
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
         worker: usize,
     ) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().clone();
         let mut outcome = Outcome::default();
-        let client = &self.clients[worker % self.clients.len()];
-        let mut res = self.route(req, peer, client, &mut outcome).await;
+        let pool = &self.pools[worker % self.pools.len()];
+        let mut res = self.route(req, peer, pool, &mut outcome).await;
         res.headers_mut().remove(header::SERVER);
         let status = res.status().as_u16();
         let route = outcome.route.map_or("none", |r| r.name.as_str());
@@ -215,7 +236,7 @@ impl Gateway {
             method,
             uri,
             status,
-            client: peer.ip(),
+            client: peer.addr.ip(),
             route: route.to_owned(),
             token: outcome.token,
             refusal: outcome.refusal,
@@ -230,8 +251,8 @@ impl Gateway {
     async fn route<'g>(
         &'g self,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
-        client: &Client<HttpConnector, Body>,
+        peer: &Peer,
+        pool: &Arc<Pool>,
         outcome: &mut Outcome<'g>,
     ) -> Response<Body> {
         let path = req.uri().path().to_owned();
@@ -269,10 +290,14 @@ impl Gateway {
 
         if content_length(&req).is_some_and(|len| len > route.body_limit) {
             debug!(route = %route.name, "request body over the limit");
+            discard_body(req.into_body());
             return respond::too_large();
         }
 
-        let plan = match self.plan(&req, &matched, path_port, peer, outcome).await {
+        let plan = match self
+            .plan(&req, &matched, path_port, peer.addr, outcome)
+            .await
+        {
             Ok(plan) => plan,
             Err(res) => return res,
         };
@@ -290,7 +315,8 @@ impl Gateway {
             .map(str::to_owned)
             .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
 
-        let Ok(uri) = format!("http://{}{}", plan.dial, plan.path_and_query).parse::<Uri>() else {
+        // Origin-form: the connection already goes to the upstream.
+        let Ok(uri) = Uri::try_from(plan.path_and_query) else {
             return respond::bad_request();
         };
         // The client's upgrade future is taken before the request is split up.
@@ -302,7 +328,7 @@ impl Gateway {
             &mut up_headers,
             route.headers,
             &Forwarding {
-                peer: peer.ip(),
+                peer: &peer.ip_text,
                 client_host: client_host.as_deref(),
                 upstream_host: &plan.named,
                 upgrade: upgrade.clone(),
@@ -313,10 +339,7 @@ impl Gateway {
         if let Some(on_client_upgrade) = on_client_upgrade {
             let mut up = Request::new(respond::empty());
             *up.method_mut() = parts.method;
-            // A bare connection sends the URI as given: origin-form, not absolute-form.
-            *up.uri_mut() = uri
-                .path_and_query()
-                .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+            *up.uri_mut() = uri;
             *up.headers_mut() = up_headers;
             return crate::upgrade::forward(
                 up,
@@ -342,7 +365,7 @@ impl Gateway {
         *up.headers_mut() = up_headers;
 
         let asked = Instant::now();
-        match tokio::time::timeout(route.read_timeout, client.request(up)).await {
+        match tokio::time::timeout(route.read_timeout, pool.send(&plan.dial, up)).await {
             Ok(Ok(res)) => {
                 self.metrics.record_upstream_seconds(
                     self.route_slot(Some(route)),
@@ -356,7 +379,10 @@ impl Gateway {
                     debug!(route = %route.name, "request body over the limit while streaming");
                     return respond::too_large();
                 }
-                let kind = if e.is_connect() { "connect" } else { "reset" };
+                let kind = match e {
+                    SendError::Connect(_) => "connect",
+                    SendError::Http(_) => "reset",
+                };
                 self.metrics.upstream_error(&route.name, kind);
                 warn!(route = %route.name, upstream = %plan.dial, error = %error_chain(&e), "upstream failed");
                 respond::bad_gateway()
@@ -434,20 +460,22 @@ impl Gateway {
                 let dial_port = self.config.upstream.dial_port(port);
                 let dial = match &target {
                     Target::Name(name) => match self.dns.resolve(name).await {
-                        Ok(ip) => SocketAddr::new(ip, dial_port).to_string(),
+                        Ok(ip) => Dest::Addr(SocketAddr::new(ip, dial_port)),
                         Err(e) => {
                             warn!(route = %route.name, target = %name, error = %e, "desktop name did not resolve");
                             self.metrics.upstream_error(&route.name, "dns");
                             return Err(respond::bad_gateway());
                         }
                     },
-                    Target::Ip(_) => target.authority(dial_port),
+                    Target::Ip(ip) => Dest::Addr(SocketAddr::new(*ip, dial_port)),
                 };
                 (target.authority(port), dial)
             }
             Upstream::Service(name) => {
                 let svc = self.service(name);
-                (svc.authority(), svc.authority())
+                let named = svc.authority();
+                let dial = Dest::from_authority(&named);
+                (named, dial)
             }
             _ => return Err(respond::not_found()),
         };
@@ -504,7 +532,7 @@ struct AccessLine {
     route: String,
     token: Option<TokenDigest>,
     refusal: Option<&'static str>,
-    upstream: Option<String>,
+    upstream: Option<Dest>,
     started: Instant,
     suppressed: u64,
 }
@@ -520,7 +548,7 @@ impl AccessLine {
             duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             bytes_out,
             client = %self.client,
-            upstream = self.upstream.as_deref().unwrap_or("-"),
+            upstream = %self.upstream.as_ref().map_or_else(|| "-".to_owned(), Dest::to_string),
             token = self.token.as_ref().map_or_else(|| "-".to_owned(), digest_fingerprint),
             reason = self.refusal.unwrap_or("-"),
             suppressed = self.suppressed,
@@ -596,6 +624,25 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Reads `body` to its end and drops the bytes, for at most [`DISCARD_TIME`]: a client still
+/// sending a refused upload then gets to read the answer. Closing at once would reset the
+/// connection under the client's pending writes, and the answer would be lost with it.
+fn discard_body(mut body: Incoming) {
+    if hyper::body::Body::is_end_stream(&body) {
+        return;
+    }
+    tokio::spawn(async move {
+        let end = tokio::time::Instant::now() + DISCARD_TIME;
+        loop {
+            let wait = end.min(tokio::time::Instant::now() + DISCARD_IDLE);
+            match tokio::time::timeout_at(wait, body.frame()).await {
+                Ok(Some(Ok(_))) => {}
+                _ => return,
+            }
+        }
+    });
+}
+
 fn content_length<B>(req: &Request<B>) -> Option<u64> {
     req.headers()
         .get(header::CONTENT_LENGTH)?
@@ -615,7 +662,7 @@ pub(crate) fn response(res: Response<Incoming>) -> Response<Body> {
 
 /// [`response`], with the body cut off after `idle` without a frame (nginx
 /// `proxy_read_timeout` between two reads).
-fn response_with_idle_timeout(res: Response<Incoming>, idle: Duration) -> Response<Body> {
+fn response_with_idle_timeout(res: Response<PooledBody>, idle: Duration) -> Response<Body> {
     let (mut parts, body) = res.into_parts();
     headers::clean_response(&mut parts.headers, parts.status);
     Response::from_parts(parts, IdleTimeout::new(body, idle).boxed())

@@ -304,15 +304,18 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = Arc::new(crate::proxy::Peer::new(peer));
     let service = service_fn(move |req| {
         let gateway = gateway.clone();
+        let peer = peer.clone();
         // Debug level: with the default `info` filter the span costs nothing per request.
         let span = debug_span!(
             "request",
             method = %req.method(),
             path = %crate::telemetry::redact_path(req.uri().path())
         );
-        async move { Ok::<_, Infallible>(gateway.handle(req, peer, worker).await) }.instrument(span)
+        async move { Ok::<_, Infallible>(gateway.handle(req, &peer, worker).await) }
+            .instrument(span)
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)

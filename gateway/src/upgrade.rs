@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
+use crate::pool::Dest;
 use crate::proxy::{error_chain, response};
 use crate::respond::{self, Body};
 use crate::routes::Route;
@@ -76,27 +77,20 @@ impl Drop for OpenGuard {
 pub async fn forward(
     up: Request<Body>,
     on_client_upgrade: OnUpgrade,
-    dial: &str,
+    dial: &Dest,
     connect_timeout: Duration,
     route: &Route,
     tunnels: &Tunnels,
     metrics: &Metrics,
 ) -> Response<Body> {
-    let stream =
-        match tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(dial)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                warn!(route = %route.name, upstream = dial, error = %e, "upstream connect failed");
-                metrics.upstream_error(&route.name, "connect");
-                return respond::bad_gateway();
-            }
-            Err(_) => {
-                warn!(route = %route.name, upstream = dial, "upstream connect timed out");
-                metrics.upstream_error(&route.name, "connect");
-                return respond::bad_gateway();
-            }
-        };
-    let _ = stream.set_nodelay(true);
+    let stream = match dial.connect(connect_timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(route = %route.name, upstream = %dial, error = %e, "upstream connect failed");
+            metrics.upstream_error(&route.name, "connect");
+            return respond::bad_gateway();
+        }
+    };
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
         Ok(pair) => pair,

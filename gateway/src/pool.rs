@@ -1,0 +1,333 @@
+//! Pooled upstream HTTP/1.1 connections, one pool per connection-serving thread.
+//!
+//! Each pooled connection is a `hyper::client::conn::http1` connection whose task runs on the
+//! thread that opened it; the pool keeps the sending half. A connection goes back to the pool
+//! when the response body it carried has been read to its end (a response abandoned half way
+//! closes its connection instead), and is reused most-recently-used first, so a busy desktop
+//! keeps a few warm connections and the rest age out.
+//!
+//! Bounds: at most `max_idle_per_host` idle connections per upstream address; an idle
+//! connection is closed after `idle_timeout` (by a sweeper task that runs only while the pool
+//! holds something). A request that finds its pooled connection closed by the upstream is
+//! retried on another connection, which is safe because hyper hands back a request it has not
+//! started to write.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::respond::Body;
+
+/// Where an upstream request goes: an address, or a `host:port` still to be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Dest {
+    /// A socket address (a desktop pod, a service given by IP).
+    Addr(SocketAddr),
+    /// `host:port` with a DNS name, resolved by the system resolver on each new connection.
+    Name(Arc<str>),
+}
+
+impl Dest {
+    /// `host:port` as an address when it is one, else as a name.
+    pub fn from_authority(authority: &str) -> Self {
+        match authority.parse() {
+            Ok(addr) => Dest::Addr(addr),
+            Err(_) => Dest::Name(authority.into()),
+        }
+    }
+
+    /// Opens a TCP connection (no Nagle) within `timeout`.
+    pub async fn connect(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
+        let connecting = async {
+            match self {
+                Dest::Addr(addr) => TcpStream::connect(addr).await,
+                Dest::Name(name) => TcpStream::connect(&**name).await,
+            }
+        };
+        let stream = tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| ConnectError::TimedOut)?
+            .map_err(ConnectError::Io)?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+impl fmt::Display for Dest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dest::Addr(addr) => addr.fmt(f),
+            Dest::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// A TCP connection to the upstream could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Refused, unreachable, or the name did not resolve.
+    #[error("connect: {0}")]
+    Io(std::io::Error),
+    /// No answer within the connect timeout.
+    #[error("connect timed out")]
+    TimedOut,
+}
+
+/// Why a pooled request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection could be opened.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The connection failed while sending the request or reading the response head.
+    #[error("upstream connection: {0}")]
+    Http(#[source] hyper::Error),
+}
+
+/// The pool settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Longest wait for a new TCP connection.
+    pub connect_timeout: Duration,
+    /// How long an unused connection is kept.
+    pub idle_timeout: Duration,
+    /// Most idle connections kept per upstream address.
+    pub max_idle_per_host: usize,
+}
+
+/// One thread's upstream connections. Only that thread touches it on the request path; the
+/// lock is uncontended and exists because the gateway (and so the pool) is shared.
+#[derive(Debug)]
+pub struct Pool {
+    config: PoolConfig,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Idle connections per upstream, oldest first.
+    idle: HashMap<Dest, Vec<Idle>>,
+    /// Whether a sweeper task is running.
+    sweeping: bool,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new(config: PoolConfig) -> Arc<Self> {
+        Arc::new(Pool {
+            config,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// How many idle connections the pool holds.
+    pub fn idle(&self) -> usize {
+        self.lock().idle.values().map(Vec::len).sum()
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set) to `dest` on a pooled connection, or a new
+    /// one; the response's body hands the connection back when it has been read to the end.
+    pub async fn send(
+        self: &Arc<Self>,
+        dest: &Dest,
+        mut req: Request<Body>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        loop {
+            let (mut sender, reused) = match self.checkout(dest) {
+                Some(sender) => (sender, true),
+                None => (self.open(dest).await?, false),
+            };
+            if let Err(e) = sender.ready().await {
+                if reused {
+                    debug!(upstream = %dest, error = %e, "pooled connection closed; trying another");
+                    continue;
+                }
+                return Err(SendError::Http(e));
+            }
+            match sender.try_send_request(req).await {
+                Ok(res) => {
+                    let (parts, body) = res.into_parts();
+                    let body = PooledBody {
+                        inner: body,
+                        back: Some(Back {
+                            pool: self.clone(),
+                            dest: dest.clone(),
+                            sender,
+                        }),
+                    };
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Not written: the upstream had closed the connection meanwhile.
+                    Some(unsent) if reused => {
+                        debug!(upstream = %dest, "pooled connection closed before the request went out; retrying");
+                        req = unsent;
+                    }
+                    _ => return Err(SendError::Http(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// Opens a new connection to `dest` and starts its task on this thread.
+    async fn open(&self, dest: &Dest) -> Result<SendRequest<Body>, SendError> {
+        let stream = dest.connect(self.config.connect_timeout).await?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(SendError::Http)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// The most recently used open connection to `dest`, dropping closed ones on the way.
+    /// (Age is the sweeper's business: a connection is at most half a timeout past it, and a
+    /// stale one the upstream has closed meanwhile is retried by [`Pool::send`].)
+    fn checkout(&self, dest: &Dest) -> Option<SendRequest<Body>> {
+        let mut state = self.lock();
+        let idle = state.idle.get_mut(dest)?;
+        let mut found = None;
+        while let Some(entry) = idle.pop() {
+            if !entry.sender.is_closed() {
+                found = Some(entry.sender);
+                break;
+            }
+        }
+        if idle.is_empty() {
+            state.idle.remove(dest);
+        }
+        found
+    }
+
+    /// Keeps `sender` for the next request to `dest`, within the bounds.
+    fn checkin(self: &Arc<Self>, dest: Dest, sender: SendRequest<Body>) {
+        if sender.is_closed() || self.config.max_idle_per_host == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        let idle = state.idle.entry(dest).or_default();
+        if idle.len() >= self.config.max_idle_per_host {
+            // The oldest goes; dropping its sender closes the connection.
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+        if !state.sweeping {
+            state.sweeping = true;
+            drop(state);
+            self.start_sweeper();
+        }
+    }
+
+    /// Closes connections idle past the timeout, every `idle_timeout / 2`, until the pool is
+    /// empty. Runs on the pool's thread (checkin happens there).
+    fn start_sweeper(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.lock().sweeping = false;
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        let period = (self.config.idle_timeout / 2).max(Duration::from_millis(10));
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(pool) = pool.upgrade() else { return };
+                let mut state = pool.lock();
+                let now = Instant::now();
+                let timeout = pool.config.idle_timeout;
+                state.idle.retain(|_, idle| {
+                    idle.retain(|e| !e.sender.is_closed() && now.duration_since(e.since) < timeout);
+                    !idle.is_empty()
+                });
+                if state.idle.is_empty() {
+                    state.sweeping = false;
+                    return;
+                }
+            }
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What a response body returns to the pool when it ends.
+#[derive(Debug)]
+struct Back {
+    pool: Arc<Pool>,
+    dest: Dest,
+    sender: SendRequest<Body>,
+}
+
+/// An upstream response body that hands its connection back to the pool once read to the end.
+#[derive(Debug)]
+pub struct PooledBody {
+    inner: Incoming,
+    back: Option<Back>,
+}
+
+impl PooledBody {
+    fn give_back(&mut self) {
+        if let Some(Back { pool, dest, sender }) = self.back.take() {
+            pool.checkin(dest, sender);
+        }
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // A body nobody read (an empty one, or a HEAD answer) still frees its connection.
+        if hyper::body::Body::is_end_stream(&self.inner) {
+            self.give_back();
+        }
+    }
+}
+
+impl hyper::body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            this.give_back();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

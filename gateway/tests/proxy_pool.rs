@@ -1,0 +1,252 @@
+//! The upstream connection pool, seen from a scripted upstream that counts and watches its
+//! TCP connections: reuse, the per-host idle bound, upstreams that close kept-alive
+//! connections, and responses abandoned half way. (Refused and failing upstreams are in
+//! `ops_faults.rs`.)
+
+mod support_proxy;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::StatusCode;
+use http_body_util::BodyExt;
+use support_proxy::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore};
+
+/// How the scripted upstream treats each connection.
+#[derive(Clone, Copy)]
+enum Script {
+    /// Answers every request with `ok`, keeps the connection.
+    KeepAlive,
+    /// Answers every request with a bodiless `204`, keeps the connection.
+    NoContent,
+    /// Answers one request, then closes (no `Connection: close`: the gateway learns it from
+    /// the socket, as when an upstream's keep-alive timeout fires).
+    CloseAfterOne,
+    /// Answers each request only once `gate` lets it (one permit per answer).
+    Gated,
+    /// Starts a body of a gigabyte and trickles it out.
+    Endless,
+}
+
+struct Scripted {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+    gate: Arc<Semaphore>,
+    closed: Arc<Notify>,
+}
+
+impl Scripted {
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+    fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one request head; false when the peer closed first.
+async fn read_head(conn: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+async fn scripted(script: Script) -> Scripted {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let s = Scripted {
+        port: listener.local_addr().unwrap().port(),
+        accepted: Arc::default(),
+        open: Arc::default(),
+        gate: Arc::new(Semaphore::new(0)),
+        closed: Arc::default(),
+    };
+    let (accepted, open, gate, closed) = (
+        s.accepted.clone(),
+        s.open.clone(),
+        s.gate.clone(),
+        s.closed.clone(),
+    );
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            open.fetch_add(1, Ordering::SeqCst);
+            let (open, gate, closed) = (open.clone(), gate.clone(), closed.clone());
+            tokio::spawn(async move {
+                while read_head(&mut conn).await {
+                    if let Script::Gated = script {
+                        gate.acquire().await.unwrap().forget();
+                    }
+                    if let Script::Endless = script {
+                        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 1073741824\r\n\r\n";
+                        if conn.write_all(head).await.is_err() {
+                            break;
+                        }
+                        while conn.write_all(&[b'x'; 1024]).await.is_ok() {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        break;
+                    }
+                    let answer: &[u8] = match script {
+                        Script::NoContent => b"HTTP/1.1 204 No Content\r\n\r\n",
+                        _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                    };
+                    if conn.write_all(answer).await.is_err() {
+                        break;
+                    }
+                    if let Script::CloseAfterOne = script {
+                        break;
+                    }
+                }
+                drop(conn);
+                open.fetch_sub(1, Ordering::SeqCst);
+                closed.notify_waiters();
+            });
+        }
+    });
+    s
+}
+
+/// A gateway with one worker thread (so one pool) whose desktop ports all go to `up`.
+async fn gateway_to(up: &Scripted, max_idle: usize) -> Gateway {
+    let port_map = POD_PORTS.iter().map(|p| (p.to_string(), up.port)).collect();
+    let mut file = file_config(port_map);
+    file.limits.workers = Some(1);
+    file.upstream.pool_max_idle_per_host = Some(max_idle);
+    spawn_gateway(file).await
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn sequential_requests_share_one_upstream_connection() {
+    let up = scripted(Script::KeepAlive).await;
+    let gw = gateway_to(&up, 8).await;
+    let t = token();
+    for i in 0..50 {
+        let (status, _, body) = get(&gw.url(&format!("/spawner/{i}")), Some(&t)).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "ok"),
+            "request {i}"
+        );
+    }
+    assert_eq!(up.accepted(), 1, "every request after the first reuses it");
+    assert_eq!(up.open(), 1);
+}
+
+#[tokio::test]
+async fn bodiless_answers_give_their_connection_back_too() {
+    let up = scripted(Script::NoContent).await;
+    let gw = gateway_to(&up, 8).await;
+    let t = token();
+    for i in 0..20 {
+        let (status, _, body) = get(&gw.url(&format!("/spawner/{i}")), Some(&t)).await;
+        assert_eq!((status, body.as_str()), (StatusCode::NO_CONTENT, ""));
+    }
+    assert_eq!(
+        up.accepted(),
+        1,
+        "a 204 never read to its end still frees its connection"
+    );
+}
+
+#[tokio::test]
+async fn idle_connections_beyond_the_per_host_bound_are_closed() {
+    let up = scripted(Script::Gated).await;
+    let gw = gateway_to(&up, 2).await;
+    let t = token();
+    // Five requests at once need five upstream connections.
+    let requests: Vec<_> = (0..5)
+        .map(|i| {
+            let url = gw.url(&format!("/spawner/{i}"));
+            let t = t.clone();
+            tokio::spawn(async move { get(&url, Some(&t)).await })
+        })
+        .collect();
+    wait_for("five upstream connections", || up.accepted() == 5).await;
+    up.gate.add_permits(5);
+    for r in requests {
+        let (status, _, body) = r.await.unwrap();
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    }
+    // Back in the pool, only two may stay.
+    wait_for("three connections closed", || up.open() == 2).await;
+    // The two kept serve the next requests, one after the other.
+    up.gate.add_permits(10);
+    for i in 0..10 {
+        let (status, _, _) = get(&gw.url(&format!("/spawner/again{i}")), Some(&t)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(up.accepted(), 5, "the kept connections were reused");
+}
+
+#[tokio::test]
+async fn connections_the_upstream_closes_are_not_reused() {
+    let up = scripted(Script::CloseAfterOne).await;
+    let gw = gateway_to(&up, 8).await;
+    let t = token();
+    for i in 0..30 {
+        let (status, _, body) = get(&gw.url(&format!("/spawner/{i}")), Some(&t)).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "ok"),
+            "request {i} met a closed pooled connection"
+        );
+        // Sometimes right away, sometimes once the close has arrived.
+        if i % 2 == 0 {
+            wait_for("the upstream close", || up.open() == 0).await;
+        }
+    }
+    assert_eq!(up.accepted(), 30);
+}
+
+#[tokio::test]
+async fn a_response_abandoned_half_way_closes_its_upstream_connection() {
+    let up = scripted(Script::Endless).await;
+    let gw = gateway_to(&up, 8).await;
+    let res = client()
+        .request(
+            http::Request::get(gw.url("/spawner/big"))
+                .header("abcauthorization", token())
+                .body(full(""))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
+    assert_eq!(up.open(), 1);
+    // The client goes away mid-body: the gateway must not keep (or reuse) a connection
+    // that is still carrying the rest of that body.
+    drop(body);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while up.open() > 0 {
+            up.closed.notified().await;
+        }
+    })
+    .await
+    .expect("the upstream connection stayed open after its client left");
+    assert_eq!(up.accepted(), 1);
+}
