@@ -53,6 +53,12 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 
 /// Removes the headers `Connection` names, then the fixed hop-by-hop list.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one look at each name present is cheaper than nine
+    // hashed removals.
+    let fixed = fixed_hop_by_hop();
+    if !headers.keys().any(|name| fixed.contains(&name)) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -63,7 +69,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
-    for name in fixed_hop_by_hop() {
+    for name in fixed {
         headers.remove(name);
     }
 }

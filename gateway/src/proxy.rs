@@ -353,13 +353,18 @@ impl Gateway {
             .await;
         }
 
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let body = LimitedBody {
-            inner: IdleTimeout::new(body, route.send_timeout),
-            remaining: route.body_limit,
-            exceeded: exceeded.clone(),
+        // Set when the body goes over the limit while streaming (none to watch without one).
+        let exceeded = (!hyper::body::Body::is_end_stream(&body)).then(Arc::<AtomicBool>::default);
+        let body = match &exceeded {
+            None => respond::empty(),
+            Some(exceeded) => LimitedBody {
+                inner: IdleTimeout::new(body, route.send_timeout),
+                remaining: route.body_limit,
+                exceeded: exceeded.clone(),
+            }
+            .boxed(),
         };
-        let mut up = Request::new(body.boxed());
+        let mut up = Request::new(body);
         *up.method_mut() = parts.method;
         *up.uri_mut() = uri;
         *up.headers_mut() = up_headers;
@@ -375,7 +380,7 @@ impl Gateway {
                 response_with_idle_timeout(res, route.read_timeout)
             }
             Ok(Err(e)) => {
-                if exceeded.load(Ordering::Relaxed) {
+                if exceeded.is_some_and(|e| e.load(Ordering::Relaxed)) {
                     debug!(route = %route.name, "request body over the limit while streaming");
                     return respond::too_large();
                 }
