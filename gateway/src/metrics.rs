@@ -198,16 +198,6 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Counts one finished request.
-    pub fn record_request(&self, route: &str, status: u16, seconds: f64) {
-        self.requests
-            .with_label_values(&[route, Self::status_class(status)])
-            .inc();
-        self.request_seconds
-            .with_label_values(&[route])
-            .observe(seconds);
-    }
-
     /// Counts one upstream failure of `kind` (`connect`, `timeout`, `reset`, `dns`).
     pub fn upstream_error(&self, route: &str, kind: &'static str) {
         self.upstream_errors.with_label_values(&[route, kind]).inc();
@@ -240,7 +230,7 @@ mod tests {
         let auth = Arc::new(Authenticator::new(AuthConfig::default(), Keys::default()));
         let reload = ReloadStats::default();
         let metrics = Metrics::new(auth.clone(), Some(&reload));
-        metrics.record_request("websockify", 101, 0.001);
+        metrics.record_route_request(&RouteMetrics::default(), "websockify", 101, 0.001);
         // Labelled families appear once a child exists.
         metrics
             .upstream_seconds

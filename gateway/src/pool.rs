@@ -138,11 +138,6 @@ impl Pool {
         })
     }
 
-    /// How many idle connections the pool holds.
-    pub fn idle(&self) -> usize {
-        self.lock().idle.values().map(Vec::len).sum()
-    }
-
     /// Sends `req` (origin-form URI, `Host` set) to `dest` on a pooled connection, or a new
     /// one; the response's body hands the connection back when it has been read to the end.
     pub async fn send(

@@ -89,8 +89,8 @@ impl Peer {
 /// What the request path learned, for the metrics and the access log.
 #[derive(Debug, Default)]
 struct Outcome<'g> {
-    /// The matched route.
-    route: Option<&'g Route>,
+    /// The matched route and its metric handles.
+    route: Option<(&'g Route, &'g RouteMetrics)>,
     /// Digest of the token, once one was found and hashed (logged as its fingerprint).
     token: Option<TokenDigest>,
     /// Why the token was refused.
@@ -190,11 +190,6 @@ impl Gateway {
         self.pools.len()
     }
 
-    /// Idle upstream connections held, over every thread's pool.
-    pub fn idle_upstream_connections(&self) -> usize {
-        self.pools.iter().map(|p| p.idle()).sum()
-    }
-
     /// Answers one request received by connection-serving thread `worker` (which picks the
     /// upstream pool). Never fails: every problem becomes a response.
     pub async fn handle(
@@ -211,13 +206,12 @@ impl Gateway {
         let mut res = self.route(req, peer, pool, &mut outcome).await;
         res.headers_mut().remove(header::SERVER);
         let status = res.status().as_u16();
-        let route = outcome.route.map_or("none", |r| r.name.as_str());
-        self.metrics.record_route_request(
-            self.route_slot(outcome.route),
-            route,
-            status,
-            started.elapsed().as_secs_f64(),
-        );
+        let (route, slot) = match outcome.route {
+            Some((route, slot)) => (route.name.as_str(), slot),
+            None => ("none", self.route_slot(None)),
+        };
+        self.metrics
+            .record_route_request(slot, route, status, started.elapsed().as_secs_f64());
         if !self.config.log.access_log || !tracing::enabled!(target: "access", tracing::Level::INFO)
         {
             return res;
@@ -261,7 +255,8 @@ impl Gateway {
             return respond::not_found();
         };
         let route = matched.route;
-        outcome.route = Some(route);
+        let slot = self.route_slot(Some(route));
+        outcome.route = Some((route, slot));
         match route.upstream {
             Upstream::Healthz => return respond::text(StatusCode::OK, "OK\n"),
             Upstream::Node => {
@@ -373,7 +368,7 @@ impl Gateway {
         match tokio::time::timeout(route.read_timeout, pool.send(&plan.dial, up)).await {
             Ok(Ok(res)) => {
                 self.metrics.record_upstream_seconds(
-                    self.route_slot(Some(route)),
+                    slot,
                     &route.name,
                     asked.elapsed().as_secs_f64(),
                 );
