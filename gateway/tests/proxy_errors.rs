@@ -240,11 +240,7 @@ async fn response_body_stalled_longer_than_the_read_timeout_is_cut_off() {
         },
     );
     let gw = spawn_gateway(file).await;
-    let req = http::Request::get(gw.url("/filer?file=x"))
-        .header("abcauthorization", token())
-        .body(full(""))
-        .unwrap();
-    let res = client().request(req).await.unwrap();
+    let res = get_unread(&gw.url("/filer?file=x"), &token()).await;
     assert_eq!(res.status(), StatusCode::OK);
     let started = Instant::now();
     let body = tokio::time::timeout(Duration::from_secs(10), res.into_body().collect()).await;

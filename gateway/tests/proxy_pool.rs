@@ -224,15 +224,7 @@ async fn connections_the_upstream_closes_are_not_reused() {
 async fn a_response_abandoned_half_way_closes_its_upstream_connection() {
     let up = scripted(Script::Endless).await;
     let gw = gateway_to(&up, 8).await;
-    let res = client()
-        .request(
-            http::Request::get(gw.url("/spawner/big"))
-                .header("abcauthorization", token())
-                .body(full(""))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let res = get_unread(&gw.url("/spawner/big"), &token()).await;
     assert_eq!(res.status(), StatusCode::OK);
     let mut body = res.into_body();
     let first = body.frame().await.unwrap().unwrap();

@@ -133,11 +133,7 @@ async fn download_of_256_mib_streams_in_lock_step() {
         [("29783".to_owned(), port)].into_iter().collect(),
     ))
     .await;
-    let req = Request::get(gw.url("/filer?file=big.bin"))
-        .header("abcauthorization", token())
-        .body(full(""))
-        .unwrap();
-    let res = client().request(req).await.unwrap();
+    let res = get_unread(&gw.url("/filer?file=big.bin"), &token()).await;
     assert_eq!(res.status(), StatusCode::OK);
     let mut body = res.into_body();
     let mut n = 0usize;

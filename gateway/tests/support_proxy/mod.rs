@@ -319,6 +319,16 @@ pub async fn get(
     send(b.body(full(Bytes::new())).unwrap()).await
 }
 
+/// Sends a GET with `authorization` as its `ABCAuthorization`; returns the response with its
+/// body still unread, for tests that watch the body arrive.
+pub async fn get_unread(url: &str, authorization: &str) -> Response<Incoming> {
+    let req = Request::get(url)
+        .header("abcauthorization", authorization)
+        .body(full(Bytes::new()))
+        .unwrap();
+    client().request(req).await.unwrap()
+}
+
 /// Parses an echo upstream's answer.
 pub fn seen(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not an echo answer ({e}): {body}"))
