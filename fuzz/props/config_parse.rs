@@ -201,8 +201,8 @@ fn accepted(file: &FileConfig, config: &Config, absent: &Path) {
         (&s.console, &file.services.console),
         (&s.website, &file.services.website),
     ] {
-        // An IP address or a DNS name, which makes a URI with its port: the proxy dials
-        // `http://{authority}{path}`.
+        // An IP address or a DNS name, which makes a URI with its port: the authority is what
+        // the proxy dials and the `Host` it sends.
         let host = svc.host.trim_start_matches('[').trim_end_matches(']');
         let is_ip = host.parse::<std::net::IpAddr>().is_ok();
         let is_name = !host.is_empty()
