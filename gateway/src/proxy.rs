@@ -627,20 +627,14 @@ fn now() -> i64 {
 /// Reads `body` to its end and drops the bytes, for at most [`DISCARD_TIME`]: a client still
 /// sending a refused upload then gets to read the answer. Closing at once would reset the
 /// connection under the client's pending writes, and the answer would be lost with it.
-fn discard_body(mut body: Incoming) {
+fn discard_body(body: Incoming) {
     if hyper::body::Body::is_end_stream(&body) {
         return;
     }
-    tokio::spawn(async move {
-        let end = tokio::time::Instant::now() + DISCARD_TIME;
-        loop {
-            let wait = end.min(tokio::time::Instant::now() + DISCARD_IDLE);
-            match tokio::time::timeout_at(wait, body.frame()).await {
-                Ok(Some(Ok(_))) => {}
-                _ => return,
-            }
-        }
-    });
+    let mut body = IdleTimeout::new(body, DISCARD_IDLE);
+    tokio::spawn(tokio::time::timeout(DISCARD_TIME, async move {
+        while let Some(Ok(_)) = body.frame().await {}
+    }));
 }
 
 fn content_length<B>(req: &Request<B>) -> Option<u64> {
