@@ -35,10 +35,28 @@ pub const DEFAULT_SIGNING_KEY: &str =
 /// The original's default payload private key path (`JWT_DESKTOP_PAYLOAD_PRIVATE_KEY`).
 pub const DEFAULT_PAYLOAD_KEY: &str =
     "/config.payload/abcdesktop_jwt_desktop_payload_private_key.pem";
-/// Concurrent client connections; beyond this, accepting waits (back-pressure, not refusal).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// Time a client has to send a request's headers (slowloris bound).
+/// Concurrent client connections (WebSocket tunnels included); beyond this, accepting waits
+/// (back-pressure, not refusal). Sized with the memory budget in the README: at the largest
+/// buffers a connection and its upstream exchange may hold, 1 024 fit the manifests' 256 MiB
+/// limit with room to spare (nginx's default `worker_connections` is 1 024 too).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1_024;
+/// Time a client has to send a complete request head: from accept (TLS handshake included)
+/// for the first request, from its first byte for a later one (nginx `client_header_timeout`,
+/// slowloris bound).
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection may wait for its next request with none in flight: HTTP/1
+/// keep-alive, and HTTP/2 with no open stream (then a GOAWAY). The original's
+/// `keepalive_timeout 120`.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait between two reads of a request body (nginx `client_body_timeout`); then 408.
+pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a write to a client may wait for the client to read (nginx `send_timeout`), on
+/// responses and WebSocket tunnels alike; then the connection closes.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// HTTP/2 PING interval on connections with open streams (a dead peer is noticed)...
+pub const DEFAULT_H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// ...and how long its answer may take before the connection closes.
+pub const DEFAULT_H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest request head accepted, in bytes (nginx: 4 × 8k large_client_header_buffers).
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 /// How long in-flight requests may finish after a shutdown signal.
@@ -50,8 +68,8 @@ pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9090";
 /// Authentication-failure access-log lines written per second at most (the rest are counted).
 pub const DEFAULT_AUTH_FAILURE_LOG_RATE: u32 = 20;
-/// HTTP/2 streams per connection (a browser opens a few dozen at most).
-pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// HTTP/2 streams per connection (a browser opens a few dozen at most; nginx: 128).
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 128;
 /// HTTP/2 streams a client may reset before the server accepts them (CVE-2023-44487 bound).
 pub const DEFAULT_H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
 /// HTTP/2 streams the server may reset for client protocol errors (CVE-2025-8671 bound).
@@ -284,6 +302,25 @@ pub struct FileLimits {
     pub h2_max_local_error_reset_streams: Option<usize>,
     /// Threads serving connections (0: one per CPU the process may run on).
     pub workers: Option<usize>,
+    /// Idle time allowed between requests.
+    #[serde(default, with = "opt_duration")]
+    pub keepalive_timeout: Option<Duration>,
+    /// Longest wait between two reads of a request body.
+    #[serde(default, with = "opt_duration")]
+    pub client_body_timeout: Option<Duration>,
+    /// Longest wait for a client to take a write.
+    #[serde(default, with = "opt_duration")]
+    pub send_timeout: Option<Duration>,
+    /// HTTP/2 PING interval.
+    #[serde(default, with = "opt_duration")]
+    pub h2_keepalive_interval: Option<Duration>,
+    /// HTTP/2 PING answer timeout.
+    #[serde(default, with = "opt_duration")]
+    pub h2_keepalive_timeout: Option<Duration>,
+    /// Serve HTTP/2 with prior knowledge (h2c) on the plaintext listener too.
+    pub h2c: Option<bool>,
+    /// Concurrent connections per client address (0: no cap).
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// `[upstream]`.
@@ -392,6 +429,23 @@ pub struct Limits {
     pub max_connections: usize,
     /// See [`DEFAULT_HEADER_READ_TIMEOUT`].
     pub header_read_timeout: Duration,
+    /// See [`DEFAULT_KEEPALIVE_TIMEOUT`].
+    pub keepalive_timeout: Duration,
+    /// See [`DEFAULT_CLIENT_BODY_TIMEOUT`].
+    pub client_body_timeout: Duration,
+    /// See [`DEFAULT_SEND_TIMEOUT`].
+    pub send_timeout: Duration,
+    /// See [`DEFAULT_H2_KEEPALIVE_INTERVAL`].
+    pub h2_keepalive_interval: Duration,
+    /// See [`DEFAULT_H2_KEEPALIVE_TIMEOUT`].
+    pub h2_keepalive_timeout: Duration,
+    /// Whether the plaintext listener also speaks HTTP/2 with prior knowledge (h2c). Off by
+    /// default: browsers never use h2c, and HTTP/1-only skips the protocol sniffing. With TLS,
+    /// HTTP/2 is chosen by ALPN whatever this says.
+    pub h2c: bool,
+    /// Concurrent connections one client address may hold; 0 (the default) for no cap. Off by
+    /// default because behind a NodePort with SNAT, or an ingress, every user shares one address.
+    pub max_connections_per_ip: usize,
     /// See [`DEFAULT_MAX_HEADER_BYTES`].
     pub max_header_bytes: usize,
     /// See [`DEFAULT_SHUTDOWN_GRACE`].
@@ -726,7 +780,38 @@ impl Config {
                 .h2_max_local_error_reset_streams
                 .unwrap_or(DEFAULT_H2_MAX_LOCAL_ERROR_RESET_STREAMS),
             workers: file.limits.workers.unwrap_or(0),
+            keepalive_timeout: file
+                .limits
+                .keepalive_timeout
+                .unwrap_or(DEFAULT_KEEPALIVE_TIMEOUT),
+            client_body_timeout: file
+                .limits
+                .client_body_timeout
+                .unwrap_or(DEFAULT_CLIENT_BODY_TIMEOUT),
+            send_timeout: file.limits.send_timeout.unwrap_or(DEFAULT_SEND_TIMEOUT),
+            h2_keepalive_interval: file
+                .limits
+                .h2_keepalive_interval
+                .unwrap_or(DEFAULT_H2_KEEPALIVE_INTERVAL),
+            h2_keepalive_timeout: file
+                .limits
+                .h2_keepalive_timeout
+                .unwrap_or(DEFAULT_H2_KEEPALIVE_TIMEOUT),
+            h2c: file.limits.h2c.unwrap_or(false),
+            max_connections_per_ip: file.limits.max_connections_per_ip.unwrap_or(0),
         };
+        for (key, value) in [
+            ("limits.header_read_timeout", limits.header_read_timeout),
+            ("limits.keepalive_timeout", limits.keepalive_timeout),
+            ("limits.client_body_timeout", limits.client_body_timeout),
+            ("limits.send_timeout", limits.send_timeout),
+            ("limits.h2_keepalive_interval", limits.h2_keepalive_interval),
+            ("limits.h2_keepalive_timeout", limits.h2_keepalive_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be positive"));
+            }
+        }
         if limits.workers > MAX_WORKERS {
             return Err(invalid(
                 "limits.workers",

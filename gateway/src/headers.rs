@@ -74,12 +74,40 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The `Upgrade` value of an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`).
+/// The `Upgrade` value of an HTTP/1.1 WebSocket upgrade request (`Connection: upgrade` +
+/// `Upgrade: websocket`). Any other protocol (`h2c`, ...) is no upgrade: its headers are
+/// hop-by-hop and go.
 pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
-    if !connection_has(headers, "upgrade") {
+    if !connection_has(headers, "upgrade") || !is_websocket_upgrade(headers) {
         return None;
     }
     headers.get(header::UPGRADE).cloned()
+}
+
+/// Whether `Upgrade` names exactly the WebSocket protocol (RFC 6455 §4.1, case-insensitive).
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::UPGRADE).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"),
+        _ => false,
+    }
+}
+
+/// Joins several `cookie` fields into one, separated by `; ` (RFC 9113 §8.2.3): an HTTP/2
+/// client may split its cookies into fields that an HTTP/1.1 upstream expects in one line.
+pub fn merge_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, value);
+    }
 }
 
 /// `host` without its port (nginx `$host`), IPv6 literals kept bracketed.
@@ -220,6 +248,26 @@ mod tests {
             ]))
             .is_some()
         );
+    }
+
+    #[test]
+    fn only_websocket_is_an_upgrade() {
+        let upgrade = |value| {
+            upgrade_request(&map(&[("connection", "Upgrade"), ("upgrade", value)])).is_some()
+        };
+        assert!(upgrade("websocket") && upgrade("WebSocket"));
+        assert!(!upgrade("h2c") && !upgrade("websocket, h2c") && !upgrade("tls/1.0"));
+    }
+
+    #[test]
+    fn split_cookies_become_one_field() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+        merge_cookies(&mut h);
+        let all: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
+        let mut h = map(&[("cookie", "a=1")]);
+        merge_cookies(&mut h);
+        assert_eq!(h["cookie"], "a=1");
     }
 
     #[test]

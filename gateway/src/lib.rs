@@ -13,12 +13,16 @@
 //!   `keys-tool`, `gateway demo`, tests and the load harness);
 //! - [`config`]: the TOML file and environment → validated [`config::Config`];
 //! - [`routes`]: abcdesktop's route table as data and nginx's matching rules;
-//! - [`server`]: the accept loop ([`server::serve`]); [`proxy`]: the request path;
-//!   [`upgrade`]: WebSocket pass-through; [`headers`]: header profiles; [`respond`]: the
+//! - [`server`]: the accept loop ([`server::serve`]); `connection`: one client connection's
+//!   protocol and deadlines; [`proxy`]: the request path; `upstream`: the one executor of
+//!   upstream exchanges (pooled or dedicated, upgrade or not); `body`: body adapters;
+//!   [`pool`]: pooled upstream connections; [`upgrade`]: WebSocket tunnels; [`headers`]: header profiles; [`respond`]: the
 //!   gateway's own responses; [`dns`]: desktop-name resolution; [`demo`]: `gateway demo`.
 
 pub mod admin;
+pub(crate) mod body;
 pub mod config;
+pub(crate) mod connection;
 pub mod demo;
 pub mod dns;
 pub mod headers;
@@ -37,3 +41,4 @@ pub mod throttle;
 pub mod tls;
 pub mod token;
 pub mod upgrade;
+pub(crate) mod upstream;

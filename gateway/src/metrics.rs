@@ -31,7 +31,7 @@ pub struct Metrics {
     /// `gateway_request_duration_seconds{route}`: until the response head is sent.
     pub request_seconds: HistogramVec,
     /// `gateway_upstream_errors_total{route,kind}` with `kind` one of `connect`, `timeout`,
-    /// `reset`, `dns`.
+    /// `reset`, `dns`, `protocol` (an unasked `101`).
     pub upstream_errors: IntCounterVec,
     /// `gateway_upstream_response_seconds{route}`: from dialling to the upstream's response head.
     pub upstream_seconds: HistogramVec,
@@ -42,6 +42,10 @@ pub struct Metrics {
     pub tunnel_bytes: IntCounterVec,
     /// `gateway_token_cache_entries`, refreshed at each scrape.
     pub cache_entries: IntGauge,
+    /// `gateway_client_closed_total{reason}`: connections or requests the gateway ended for
+    /// the client's behaviour: `per_address_cap`, `header_timeout`, `keepalive_timeout`,
+    /// `h2_idle`, `body_timeout`, `send_timeout`.
+    pub client_closed: IntCounterVec,
 }
 
 /// One route's request metrics, resolved from the label vectors on first use and then kept,
@@ -84,7 +88,7 @@ impl Metrics {
         let upstream_errors = must(IntCounterVec::new(
             Opts::new(
                 "gateway_upstream_errors_total",
-                "Upstream failures by route and kind (connect, timeout, reset, dns).",
+                "Upstream failures by route and kind (connect, timeout, reset, dns, protocol).",
             ),
             &["route", "kind"],
         ));
@@ -102,6 +106,13 @@ impl Metrics {
                 "Open WebSocket tunnels by route.",
             ),
             &["route"],
+        ));
+        let client_closed = must(IntCounterVec::new(
+            Opts::new(
+                "gateway_client_closed_total",
+                "Client connections or requests ended by a limit, by reason.",
+            ),
+            &["reason"],
         ));
         let tunnel_bytes = must(IntCounterVec::new(
             Opts::new(
@@ -129,6 +140,7 @@ impl Metrics {
             Box::new(upstream_seconds.clone()),
             Box::new(tunnels_open.clone()),
             Box::new(tunnel_bytes.clone()),
+            Box::new(client_closed.clone()),
             Box::new(cache_entries.clone()),
             Box::new(build_info),
         ];
@@ -152,6 +164,7 @@ impl Metrics {
             tunnels_open,
             tunnel_bytes,
             cache_entries,
+            client_closed,
         }
     }
 
@@ -198,9 +211,14 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Counts one upstream failure of `kind` (`connect`, `timeout`, `reset`, `dns`).
+    /// Counts one upstream failure of `kind` (`connect`, `timeout`, `reset`, `dns`, `protocol`).
     pub fn upstream_error(&self, route: &str, kind: &'static str) {
         self.upstream_errors.with_label_values(&[route, kind]).inc();
+    }
+
+    /// Counts one client connection or request ended by a limit (see [`Metrics::client_closed`]).
+    pub fn client_closed(&self, reason: &'static str) {
+        self.client_closed.with_label_values(&[reason]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,10 +1,12 @@
 //! Pooled upstream HTTP/1.1 connections, one pool per connection-serving thread.
 //!
 //! Each pooled connection is a `hyper::client::conn::http1` connection whose task runs on the
-//! thread that opened it; the pool keeps the sending half. A connection goes back to the pool
-//! when the response body it carried has been read to its end (a response abandoned half way
-//! closes its connection instead), and is reused most-recently-used first, so a busy desktop
-//! keeps a few warm connections and the rest age out.
+//! thread that opened it; the pool keeps the sending half. Only connections that carried a
+//! bodiless request come here ([`crate::upstream`] gives requests with a body or an upgrade a
+//! dedicated connection); one goes back to the pool when its response body has been read to
+//! its end (a response abandoned half way closes its connection instead), and is reused
+//! most-recently-used first, so a busy desktop keeps a few warm connections and the rest age
+//! out. A checkout takes only a connection that can take a request at once.
 //!
 //! Bounds: at most `max_idle_per_host` idle connections per upstream address; an idle
 //! connection is closed after `idle_timeout` (by a sweeper task that runs only while the pool
@@ -21,14 +23,18 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use crate::connection::WriteDeadline;
 use crate::respond::Body;
+
+/// Largest read (and write) buffer of an upstream connection: response bodies are read in
+/// chunks of at most this size (hyper's default is about 400 KiB; see the memory budget).
+const UPSTREAM_BUFFER: usize = 16 * 1024;
 
 /// Where an upstream request goes: an address, or a `host:port` still to be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -83,17 +89,9 @@ pub enum ConnectError {
     /// No answer within the connect timeout.
     #[error("connect timed out")]
     TimedOut,
-}
-
-/// Why a pooled request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// No connection could be opened.
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    /// The connection failed while sending the request or reading the response head.
-    #[error("upstream connection: {0}")]
-    Http(#[source] hyper::Error),
+    /// The HTTP/1 connection could not be set up.
+    #[error("connection setup")]
+    Handshake(#[source] hyper::Error),
 }
 
 /// The pool settings.
@@ -138,81 +136,71 @@ impl Pool {
         })
     }
 
-    /// Sends `req` (origin-form URI, `Host` set) to `dest` on a pooled connection, or a new
-    /// one; the response's body hands the connection back when it has been read to the end.
-    pub async fn send(
-        self: &Arc<Self>,
+    /// Opens a new connection to `dest` and starts its task on this thread. Writes that the
+    /// upstream leaves waiting longer than `send_timeout` fail (nginx `proxy_send_timeout`);
+    /// `upgrades` keeps the connection usable after a `101`.
+    pub(crate) async fn open(
+        &self,
         dest: &Dest,
-        mut req: Request<Body>,
-    ) -> Result<Response<PooledBody>, SendError> {
-        loop {
-            let (mut sender, reused) = match self.checkout(dest) {
-                Some(sender) => (sender, true),
-                None => (self.open(dest).await?, false),
-            };
-            if let Err(e) = sender.ready().await {
-                if reused {
-                    debug!(upstream = %dest, error = %e, "pooled connection closed; trying another");
-                    continue;
-                }
-                return Err(SendError::Http(e));
-            }
-            match sender.try_send_request(req).await {
-                Ok(res) => {
-                    let (parts, body) = res.into_parts();
-                    let body = PooledBody {
-                        inner: body,
-                        back: Some(Back {
-                            pool: self.clone(),
-                            dest: dest.clone(),
-                            sender,
-                        }),
-                    };
-                    return Ok(Response::from_parts(parts, body));
-                }
-                Err(mut e) => match e.take_message() {
-                    // Not written: the upstream had closed the connection meanwhile.
-                    Some(unsent) if reused => {
-                        debug!(upstream = %dest, "pooled connection closed before the request went out; retrying");
-                        req = unsent;
-                    }
-                    _ => return Err(SendError::Http(e.into_error())),
-                },
-            }
-        }
-    }
-
-    /// Opens a new connection to `dest` and starts its task on this thread.
-    async fn open(&self, dest: &Dest) -> Result<SendRequest<Body>, SendError> {
+        send_timeout: Duration,
+        upgrades: bool,
+    ) -> Result<SendRequest<Body>, ConnectError> {
         let stream = dest.connect(self.config.connect_timeout).await?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        let io = TokioIo::new(WriteDeadline::new(stream, send_timeout));
+        let (sender, conn) = http1::Builder::new()
+            .max_buf_size(UPSTREAM_BUFFER)
+            .handshake(io)
             .await
-            .map_err(SendError::Http)?;
+            .map_err(ConnectError::Handshake)?;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let ended = if upgrades {
+                conn.with_upgrades().await
+            } else {
+                conn.await
+            };
+            if let Err(e) = ended {
                 debug!(error = %e, "upstream connection ended with an error");
             }
         });
         Ok(sender)
     }
 
-    /// The most recently used open connection to `dest`, dropping closed ones on the way.
+    /// The most recently used connection to `dest` that can take a request right now;
+    /// closed ones are dropped on the way, busy ones stay (a checkout never waits on one).
     /// (Age is the sweeper's business: a connection is at most half a timeout past it, and a
-    /// stale one the upstream has closed meanwhile is retried by [`Pool::send`].)
-    fn checkout(&self, dest: &Dest) -> Option<SendRequest<Body>> {
+    /// stale one the upstream has closed meanwhile is retried by the executor.)
+    pub(crate) fn checkout(&self, dest: &Dest) -> Option<SendRequest<Body>> {
         let mut state = self.lock();
         let idle = state.idle.get_mut(dest)?;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut found = None;
-        while let Some(entry) = idle.pop() {
-            if !entry.sender.is_closed() {
-                found = Some(entry.sender);
-                break;
+        let mut index = idle.len();
+        while index > 0 {
+            index -= 1;
+            match idle[index].sender.poll_ready(&mut cx) {
+                Poll::Ready(Ok(())) => {
+                    found = Some(idle.remove(index).sender);
+                    break;
+                }
+                Poll::Ready(Err(_)) => {
+                    idle.remove(index);
+                }
+                Poll::Pending => {}
             }
         }
         if idle.is_empty() {
             state.idle.remove(dest);
         }
         found
+    }
+
+    /// What a response body gives back to this pool when it was read to the end.
+    pub(crate) fn back(self: &Arc<Self>, dest: Dest, sender: SendRequest<Body>) -> Back {
+        Back {
+            pool: self.clone(),
+            dest,
+            sender,
+        }
     }
 
     /// Keeps `sender` for the next request to `dest`, within the bounds.
@@ -272,7 +260,7 @@ impl Pool {
 
 /// What a response body returns to the pool when it ends.
 #[derive(Debug)]
-struct Back {
+pub(crate) struct Back {
     pool: Arc<Pool>,
     dest: Dest,
     sender: SendRequest<Body>,
@@ -286,6 +274,13 @@ pub struct PooledBody {
 }
 
 impl PooledBody {
+    pub(crate) fn new(inner: Incoming, back: Back) -> Self {
+        PooledBody {
+            inner,
+            back: Some(back),
+        }
+    }
+
     fn give_back(&mut self) {
         if let Some(Back { pool, dest, sender }) = self.back.take() {
             pool.checkin(dest, sender);

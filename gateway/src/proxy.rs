@@ -5,12 +5,10 @@
 //! handed to hyper as an error. The token is checked before any upstream connection is
 //! opened, and bodies stream both ways (the route's body limit is enforced while streaming).
 
-use std::future::Future as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -19,11 +17,12 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use tracing::{debug, warn};
 
+use crate::body::{self, RequestBody, Sent};
 use crate::config::{Config, ServiceAddr};
 use crate::dns::Dns;
 use crate::headers::{self, Forwarding};
 use crate::metrics::{Metrics, RouteMetrics};
-use crate::pool::{Dest, Pool, PoolConfig, PooledBody, SendError};
+use crate::pool::{Dest, Pool, PoolConfig};
 use crate::reload::ReloadStats;
 use crate::respond::{self, Body, BoxError};
 use crate::routes::{Matched, PortRule, Route, ServiceName, Upstream, UriRule};
@@ -31,21 +30,12 @@ use crate::telemetry::{LogLimiter, LogPermit, redact_path, redact_uri};
 use crate::throttle::AuthThrottle;
 use crate::token::{Authenticator, RequestParts, Target, TokenDigest, digest_fingerprint};
 use crate::upgrade::Tunnels;
+use crate::upstream::{Exchange, Executor};
 
 mod static_files;
 
 /// Longest wait for a desktop name's address (bounded further by the connect timeout).
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long a refused upload is read and thrown away, in all and between two reads (nginx's
-/// `lingering_time` and `lingering_timeout`).
-const DISCARD_TIME: Duration = Duration::from_secs(30);
-const DISCARD_IDLE: Duration = Duration::from_secs(5);
-
-/// The request body went over the route's limit.
-#[derive(Debug, thiserror::Error)]
-#[error("request body over the route's limit")]
-pub struct BodyTooLarge;
 
 /// Everything a request needs: configuration, the token pipeline, the upstream pool, and
 /// what it reports to (metrics, the access log, the tunnel registry).
@@ -285,7 +275,7 @@ impl Gateway {
 
         if content_length(&req).is_some_and(|len| len > route.body_limit) {
             debug!(route = %route.name, "request body over the limit");
-            discard_body(req.into_body());
+            body::discard(req.into_body());
             return respond::too_large();
         }
 
@@ -303,12 +293,18 @@ impl Gateway {
         } else {
             None
         };
-        let client_host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
+        if upgrade.is_some() && !hyper::body::Body::is_end_stream(req.body()) {
+            // An upgrade's bytes after the head belong to the tunnel, not to a body.
+            debug!(route = %route.name, "upgrade request with a body");
+            return respond::bad_request();
+        }
+        let client_host = match client_host(&req) {
+            Ok(host) => host,
+            Err(()) => {
+                debug!(route = %route.name, "repeated or invalid Host");
+                return respond::bad_request();
+            }
+        };
 
         // Origin-form: the connection already goes to the upstream.
         let Ok(uri) = Uri::try_from(plan.path_and_query) else {
@@ -319,6 +315,13 @@ impl Gateway {
         let (parts, body) = req.into_parts();
         let mut up_headers = parts.headers;
         headers::remove_hop_by_hop(&mut up_headers);
+        if parts.version == http::Version::HTTP_2 {
+            headers::merge_cookies(&mut up_headers);
+        }
+        if upgrade.is_some() {
+            // Checked empty above; a `Content-Length: 0` is not passed on either.
+            up_headers.remove(header::CONTENT_LENGTH);
+        }
         headers::apply_profile(
             &mut up_headers,
             route.headers,
@@ -326,73 +329,45 @@ impl Gateway {
                 peer: &peer.ip_text,
                 client_host: client_host.as_deref(),
                 upstream_host: &plan.named,
-                upgrade: upgrade.clone(),
+                upgrade,
                 scheme: self.scheme,
             },
         );
 
-        if let Some(on_client_upgrade) = on_client_upgrade {
-            let mut up = Request::new(respond::empty());
-            *up.method_mut() = parts.method;
-            *up.uri_mut() = uri;
-            *up.headers_mut() = up_headers;
-            return crate::upgrade::forward(
-                up,
-                on_client_upgrade,
-                &plan.dial,
-                self.config.upstream.connect_timeout,
-                route,
-                &self.tunnels,
-                &self.metrics,
-            )
-            .await;
-        }
-
-        // Set when the body goes over the limit while streaming (none to watch without one).
-        let exceeded = (!hyper::body::Body::is_end_stream(&body)).then(Arc::<AtomicBool>::default);
-        let body = match &exceeded {
-            None => respond::empty(),
-            Some(exceeded) => LimitedBody {
-                inner: IdleTimeout::new(body, route.send_timeout),
-                remaining: route.body_limit,
-                exceeded: exceeded.clone(),
-            }
-            .boxed(),
+        // A body to stream makes the exchange a dedicated one (see `crate::upstream`).
+        let (body, sent) = if hyper::body::Body::is_end_stream(&body) {
+            (respond::empty(), None)
+        } else {
+            let sent = Arc::new(Sent::default());
+            let body = RequestBody::new(
+                body,
+                route.body_limit,
+                self.config.limits.client_body_timeout,
+                sent.clone(),
+            );
+            (body.boxed(), Some(sent))
         };
         let mut up = Request::new(body);
         *up.method_mut() = parts.method;
         *up.uri_mut() = uri;
         *up.headers_mut() = up_headers;
 
-        let asked = Instant::now();
-        match tokio::time::timeout(route.read_timeout, pool.send(&plan.dial, up)).await {
-            Ok(Ok(res)) => {
-                self.metrics.record_upstream_seconds(
-                    slot,
-                    &route.name,
-                    asked.elapsed().as_secs_f64(),
-                );
-                response_with_idle_timeout(res, route.read_timeout)
-            }
-            Ok(Err(e)) => {
-                if exceeded.is_some_and(|e| e.load(Ordering::Relaxed)) {
-                    debug!(route = %route.name, "request body over the limit while streaming");
-                    return respond::too_large();
-                }
-                let kind = match e {
-                    SendError::Connect(_) => "connect",
-                    SendError::Http(_) => "reset",
-                };
-                self.metrics.upstream_error(&route.name, kind);
-                warn!(route = %route.name, upstream = %plan.dial, error = %error_chain(&e), "upstream failed");
-                respond::bad_gateway()
-            }
-            Err(_) => {
-                self.metrics.upstream_error(&route.name, "timeout");
-                warn!(route = %route.name, upstream = %plan.dial, "upstream timed out");
-                respond::gateway_timeout()
-            }
-        }
+        let executor = Executor {
+            pool,
+            metrics: &self.metrics,
+            tunnels: &self.tunnels,
+        };
+        executor
+            .execute(Exchange {
+                dest: plan.dial,
+                request: up,
+                sent,
+                upgrade: on_client_upgrade,
+                route,
+                slot,
+                client: peer.addr.ip(),
+            })
+            .await
     }
 
     /// Authorizes the request (if the route wants a token) and computes where it goes.
@@ -624,17 +599,19 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Reads `body` to its end and drops the bytes, for at most [`DISCARD_TIME`]: a client still
-/// sending a refused upload then gets to read the answer. Closing at once would reset the
-/// connection under the client's pending writes, and the answer would be lost with it.
-fn discard_body(body: Incoming) {
-    if hyper::body::Body::is_end_stream(&body) {
-        return;
+/// The client's `Host` (HTTP/2: `:authority` when no `Host` was sent); an error for more
+/// than one `Host` or one that is no valid authority (RFC 9112 §3.2; nginx answers 400 too).
+fn client_host<B>(req: &Request<B>) -> Result<Option<String>, ()> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err(()),
+        (Some(host), None) => {
+            let text = host.to_str().map_err(|_| ())?;
+            http::uri::Authority::try_from(text).map_err(|_| ())?;
+            Ok(Some(text.to_owned()))
+        }
+        (None, _) => Ok(req.uri().authority().map(|a| a.as_str().to_owned())),
     }
-    let mut body = IdleTimeout::new(body, DISCARD_IDLE);
-    tokio::spawn(tokio::time::timeout(DISCARD_TIME, async move {
-        while let Some(Ok(_)) = body.frame().await {}
-    }));
 }
 
 fn content_length<B>(req: &Request<B>) -> Option<u64> {
@@ -645,143 +622,6 @@ fn content_length<B>(req: &Request<B>) -> Option<u64> {
         .trim()
         .parse()
         .ok()
-}
-
-/// An upstream response, cleaned, with its body streamed through.
-pub(crate) fn response(res: Response<Incoming>) -> Response<Body> {
-    let (mut parts, body) = res.into_parts();
-    headers::clean_response(&mut parts.headers, parts.status);
-    Response::from_parts(parts, body.map_err(BoxError::from).boxed())
-}
-
-/// [`response`], with the body cut off after `idle` without a frame (nginx
-/// `proxy_read_timeout` between two reads).
-fn response_with_idle_timeout(res: Response<PooledBody>, idle: Duration) -> Response<Body> {
-    let (mut parts, body) = res.into_parts();
-    headers::clean_response(&mut parts.headers, parts.status);
-    Response::from_parts(parts, IdleTimeout::new(body, idle).boxed())
-}
-
-/// A body stalled longer than its idle limit.
-#[derive(Debug, thiserror::Error)]
-#[error("body idle for longer than the route's timeout")]
-pub struct BodyIdle;
-
-/// A body that fails when its source keeps it waiting for `idle`. The clock runs only while
-/// the source has nothing to give (from the first `Pending` after a frame), not while the
-/// consumer is busy; a body that never waits never touches the timer.
-struct IdleTimeout<B> {
-    inner: B,
-    idle: Duration,
-    /// Created on the first wait, re-armed at the start of each later one.
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Whether the current wait's deadline is set.
-    waiting: bool,
-}
-
-impl<B> IdleTimeout<B> {
-    fn new(inner: B, idle: Duration) -> Self {
-        IdleTimeout {
-            inner,
-            idle,
-            sleep: None,
-            waiting: false,
-        }
-    }
-}
-
-impl<B> hyper::body::Body for IdleTimeout<B>
-where
-    B: hyper::body::Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            this.waiting = false;
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
-        }
-        if !this.waiting {
-            this.waiting = true;
-            let deadline = tokio::time::Instant::now() + this.idle;
-            match &mut this.sleep {
-                Some(sleep) => sleep.as_mut().reset(deadline),
-                None => this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
-        }
-        match this.sleep.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Some(Err(Box::new(BodyIdle)))),
-            _ => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// The error and its sources on one line (hyper's `Display` shows one level only).
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// A request body that fails once more than `remaining` bytes went through, flagging why.
-struct LimitedBody {
-    inner: IdleTimeout<Incoming>,
-    remaining: u64,
-    exceeded: Arc<AtomicBool>,
-}
-
-impl hyper::body::Body for LimitedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    let len = data.len() as u64;
-                    if len > this.remaining {
-                        this.exceeded.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-                    }
-                    this.remaining -= len;
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Some(Err(e)) => Poll::Ready(Some(Err(e))),
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 #[cfg(test)]

@@ -69,6 +69,17 @@ pub fn bad_request() -> Response<Body> {
     text(StatusCode::BAD_REQUEST, "400 Bad Request\n")
 }
 
+/// 408: the client stopped sending its request body (nginx `client_body_timeout`); the
+/// connection closes after it.
+pub fn request_timeout() -> Response<Body> {
+    let mut res = text(StatusCode::REQUEST_TIMEOUT, "408 Request Time-out\n");
+    res.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    res
+}
+
 /// 502: the upstream refused, reset, or could not be resolved.
 pub fn bad_gateway() -> Response<Body> {
     text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")

@@ -1,6 +1,6 @@
-//! The accept loop: HTTP/1.1 and HTTP/2 on one port (hyper-util `auto`), optionally behind
-//! TLS, upgrades enabled, a connection cap, a header-read timeout, header size limits and a
+//! The accept loop: connection cap (and the optional per-address cap), worker threads and a
 //! bounded graceful shutdown; and [`run`], everything the `gateway` binary runs around it.
+//! What happens on one connection (protocol, deadlines) is [`crate::connection`]'s.
 //!
 //! Threads: the accept loop runs on the caller's runtime and hands each connection to one of
 //! `[limits] workers` threads in turn. Every worker runs a single-threaded tokio runtime with
@@ -14,23 +14,18 @@
 //! 2. the listener closes; in-flight requests get `shutdown_grace` to finish;
 //! 3. WebSocket tunnels still open are closed; the process exits 0.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use tracing::{Instrument as _, debug, debug_span, info, warn};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
 
 use crate::admin::{AdminState, Readiness, serve_admin};
 use crate::config::Config;
+use crate::connection::{self, ConnectionContext, Held, PerAddress, Protocols};
 use crate::proxy::Gateway;
 use crate::reload::KeyReloader;
 use crate::tls::TlsState;
@@ -56,32 +51,21 @@ pub async fn serve_gateway(
 ) {
     let limits = gateway.config().limits.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
-
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_pending_accept_reset_streams(limits.h2_max_pending_accept_reset_streams)
-        .max_local_error_reset_streams(limits.h2_max_local_error_reset_streams);
-    let builder = Arc::new(builder);
+    let per_address = PerAddress::new(limits.max_connections_per_ip);
+    let protocols = Arc::new(Protocols::new(&limits));
+    let (stop, stopping) = watch::channel(false);
+    let (alive, mut all_gone) = mpsc::channel::<()>(1);
 
     if let Ok(addr) = listener.local_addr() {
         info!(
             %addr,
             tls = tls.is_some(),
+            h2c = limits.h2c,
             routes = gateway.config().routes.routes().len(),
             "gateway listening"
         );
     }
-    let workers = Workers::start(&gateway, &builder, tls.as_ref());
+    let workers = Workers::start(&gateway, &protocols, tls.as_ref(), &stopping);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -102,6 +86,11 @@ pub async fn serve_gateway(
             },
             () = &mut shutdown => break,
         };
+        let Some(slot) = per_address.admit(peer.ip()) else {
+            debug!(%peer, "client address at its connection cap; closing");
+            gateway.metrics().client_closed("per_address_cap");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         // Leave this runtime's reactor; the worker registers the socket with its own.
         let stream = match stream.into_std() {
@@ -114,8 +103,8 @@ pub async fn serve_gateway(
         let accepted = Accepted {
             stream,
             peer,
-            permit,
-            watcher: graceful.watcher(),
+            held: Held::new(permit, slot),
+            alive: alive.clone(),
         };
         if !workers.hand_over(accepted) {
             tracing::error!("every connection-serving thread has stopped; closing the listener");
@@ -123,10 +112,12 @@ pub async fn serve_gateway(
         }
     }
     drop(listener);
+    drop(alive);
     info!("listener closed; letting in-flight requests finish");
+    let _ = stop.send(true);
     let grace_end = tokio::time::Instant::now() + limits.shutdown_grace;
     tokio::select! {
-        () = graceful.shutdown() => info!("in-flight requests done"),
+        _ = all_gone.recv() => info!("in-flight requests done"),
         () = tokio::time::sleep_until(grace_end) => {
             warn!(grace_secs = limits.shutdown_grace.as_secs(), "grace period expired; closing");
         }
@@ -153,8 +144,9 @@ pub async fn serve_gateway(
 struct Accepted {
     stream: std::net::TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-    watcher: Watcher,
+    held: Held,
+    /// Held for the connection's HTTP life; the shutdown waits for every copy to go.
+    alive: mpsc::Sender<()>,
 }
 
 /// The connection-serving threads. Each runs a single-threaded tokio runtime (no work
@@ -169,8 +161,9 @@ struct Workers {
 impl Workers {
     fn start(
         gateway: &Arc<Gateway>,
-        builder: &Arc<auto::Builder<TokioExecutor>>,
+        protocols: &Arc<Protocols>,
         tls: Option<&Arc<TlsState>>,
+        shutdown: &watch::Receiver<bool>,
     ) -> Self {
         let mut queues = Vec::new();
         let mut stopped = Vec::new();
@@ -178,9 +171,10 @@ impl Workers {
             let (queue, rx) = mpsc::unbounded_channel();
             let (done, done_rx) = oneshot::channel();
             let context = WorkerContext {
-                index,
                 gateway: gateway.clone(),
-                builder: builder.clone(),
+                protocols: protocols.clone(),
+                worker: index,
+                shutdown: shutdown.clone(),
                 tls: tls.cloned(),
             };
             let spawned = std::thread::Builder::new()
@@ -236,21 +230,22 @@ impl Workers {
 
 /// What one worker serves connections with.
 struct WorkerContext {
-    index: usize,
     gateway: Arc<Gateway>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    protocols: Arc<Protocols>,
+    worker: usize,
+    shutdown: watch::Receiver<bool>,
+    /// Certificates can change at runtime: the acceptor is taken for each connection.
     tls: Option<Arc<TlsState>>,
 }
 
 impl WorkerContext {
     /// Serves every connection handed over until the queue closes.
     async fn serve(self, mut queue: mpsc::UnboundedReceiver<Accepted>) {
-        let handshake_timeout = self.gateway.config().limits.header_read_timeout;
         while let Some(Accepted {
             stream,
             peer,
-            permit,
-            watcher,
+            held,
+            alive,
         }) = queue.recv().await
         {
             let stream = match tokio::net::TcpStream::from_std(stream) {
@@ -260,68 +255,16 @@ impl WorkerContext {
                     continue;
                 }
             };
-            let gateway = self.gateway.clone();
-            let builder = self.builder.clone();
-            let acceptor = self.tls.as_ref().map(|t| t.acceptor());
-            let worker = self.index;
-            tokio::spawn(
-                async move {
-                    match acceptor {
-                        None => {
-                            serve_connection(&builder, stream, gateway, peer, worker, watcher)
-                                .await;
-                        }
-                        Some(acceptor) => {
-                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(tls_stream)) => {
-                                    serve_connection(
-                                        &builder, tls_stream, gateway, peer, worker, watcher,
-                                    )
-                                    .await;
-                                }
-                                Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
-                                Err(_) => debug!("TLS handshake timed out"),
-                            }
-                        }
-                    }
-                    drop(permit);
-                }
-                .instrument(debug_span!("conn", %peer)),
-            );
+            let context = ConnectionContext {
+                gateway: self.gateway.clone(),
+                protocols: self.protocols.clone(),
+                tls: self.tls.as_ref().map(|t| t.acceptor()),
+                worker: self.worker,
+                shutdown: self.shutdown.clone(),
+                _alive: alive,
+            };
+            tokio::spawn(connection::serve(context, stream, peer, held));
         }
-    }
-}
-
-async fn serve_connection<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    io: I,
-    gateway: Arc<Gateway>,
-    peer: SocketAddr,
-    worker: usize,
-    watcher: Watcher,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let peer = Arc::new(crate::proxy::Peer::new(peer));
-    let service = service_fn(move |req| {
-        let gateway = gateway.clone();
-        let peer = peer.clone();
-        // Debug level: with the default `info` filter the span costs nothing per request.
-        let span = debug_span!(
-            "request",
-            method = %req.method(),
-            path = %crate::telemetry::redact_path(req.uri().path())
-        );
-        async move { Ok::<_, Infallible>(gateway.handle(req, &peer, worker).await) }
-            .instrument(span)
-    });
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
-        debug!(error = %e, "connection ended with an error");
     }
 }
 

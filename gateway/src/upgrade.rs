@@ -1,11 +1,12 @@
 //! WebSocket (HTTP/1.1 `Upgrade`) pass-through, after the request was authorized.
 //!
-//! The upstream gets a dedicated connection (an upgraded connection never returns to a pool).
-//! When it answers `101`, both sides are upgraded and spliced with
+//! The upstream exchange is [`crate::upstream`]'s (a dedicated connection, never pooled).
+//! When the upstream answers `101`, both sides are upgraded and spliced with
 //! [`tokio::io::copy_bidirectional`]; the tunnel closes after the route's `read_timeout`
 //! without traffic in either direction (nginx's `proxy_read_timeout` on `ws.conf`
 //! locations). Frames are not inspected; the token is not re-checked on an open tunnel.
-//! Any other upstream answer is forwarded as an ordinary response.
+//! Bytes are counted as they pass (the counters move every few seconds), and the tunnel's
+//! end writes one access line with its duration and bytes each way.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,18 +14,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
+use std::net::IpAddr;
+
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::metrics::Metrics;
 use crate::pool::Dest;
-use crate::proxy::{error_chain, response};
-use crate::respond::{self, Body};
 use crate::routes::Route;
+
+/// How often an open tunnel adds what it carried to the byte counters.
+const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// The open tunnels: how many, and the switch that closes them all at shutdown.
 #[derive(Debug)]
@@ -72,63 +75,28 @@ impl Drop for OpenGuard {
     }
 }
 
-/// Sends `up` (already rewritten, empty body) to `dial` on a fresh connection and, on `101`,
-/// splices the client's upgraded connection to the upstream's.
-pub async fn forward(
-    up: Request<Body>,
-    on_client_upgrade: OnUpgrade,
-    dial: &Dest,
-    connect_timeout: Duration,
-    route: &Route,
+/// What a tunnel's access line and metrics name.
+#[derive(Debug)]
+pub(crate) struct TunnelInfo<'r> {
+    pub route: &'r Route,
+    pub client: IpAddr,
+    pub upstream: Dest,
+}
+
+/// Splices the client's upgraded connection to the upstream's once both upgrades complete,
+/// on a task of its own; the byte counters move every [`FLUSH_EVERY`] while it is open, and
+/// one access line (target `access`) says how long it lasted and what it carried.
+pub(crate) fn splice(
+    on_client: OnUpgrade,
+    on_upstream: OnUpgrade,
+    info: TunnelInfo<'_>,
     tunnels: &Tunnels,
     metrics: &Metrics,
-) -> Response<Body> {
-    let stream = match dial.connect(connect_timeout).await {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(route = %route.name, upstream = %dial, error = %e, "upstream connect failed");
-            metrics.upstream_error(&route.name, "connect");
-            return respond::bad_gateway();
-        }
-    };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    {
-        Ok(pair) => pair,
-        Err(e) => {
-            warn!(route = %route.name, error = %error_chain(&e), "upstream handshake failed");
-            metrics.upstream_error(&route.name, "reset");
-            return respond::bad_gateway();
-        }
-    };
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            debug!(error = %e, "upstream upgrade connection ended");
-        }
-    });
-    let asked = std::time::Instant::now();
-    let mut res = match tokio::time::timeout(route.read_timeout, sender.send_request(up)).await {
-        Ok(Ok(res)) => res,
-        Ok(Err(e)) => {
-            warn!(route = %route.name, error = %error_chain(&e), "upstream failed");
-            metrics.upstream_error(&route.name, "reset");
-            return respond::bad_gateway();
-        }
-        Err(_) => {
-            warn!(route = %route.name, "upstream timed out");
-            metrics.upstream_error(&route.name, "timeout");
-            return respond::gateway_timeout();
-        }
-    };
-    metrics
-        .upstream_seconds
-        .with_label_values(&[route.name.as_str()])
-        .observe(asked.elapsed().as_secs_f64());
-    if res.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return response(res);
-    }
-    let on_upstream_upgrade = hyper::upgrade::on(&mut res);
-    let idle = route.read_timeout;
-    let name = route.name.clone();
+) {
+    let idle = info.route.read_timeout;
+    let name = info.route.name.clone();
+    let client = info.client;
+    let upstream = info.upstream;
     let gauge = metrics.tunnels_open.with_label_values(&[name.as_str()]);
     let to_upstream_bytes = metrics
         .tunnel_bytes
@@ -142,7 +110,8 @@ pub async fn forward(
     let mut closing = tunnels.close.subscribe();
     tokio::spawn(async move {
         let _guard = guard;
-        let (client, upstream) = match tokio::try_join!(on_client_upgrade, on_upstream_upgrade) {
+        let opened = Instant::now();
+        let (client_io, upstream_io) = match tokio::try_join!(on_client, on_upstream) {
             Ok(pair) => pair,
             Err(e) => {
                 debug!(route = %name, error = %e, "upgrade failed");
@@ -153,18 +122,42 @@ pub async fn forward(
             // An error means the gateway is gone: close too.
             let _ = closing.wait_for(|close| *close).await;
         };
-        let (to_upstream, to_client) =
-            tunnel(TokioIo::new(client), TokioIo::new(upstream), idle, stop).await;
-        to_upstream_bytes.inc_by(to_upstream);
-        to_client_bytes.inc_by(to_client);
-        debug!(route = %name, to_upstream, to_client, "tunnel closed");
+        let flush = |up: u64, down: u64| {
+            to_upstream_bytes.inc_by(up);
+            to_client_bytes.inc_by(down);
+        };
+        let (to_upstream, to_client) = tunnel(
+            TokioIo::new(client_io),
+            TokioIo::new(upstream_io),
+            idle,
+            stop,
+            flush,
+        )
+        .await;
+        tracing::info!(
+            target: "access",
+            route = %name,
+            client = %client,
+            upstream = %upstream,
+            duration_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX),
+            bytes_to_upstream = to_upstream,
+            bytes_to_client = to_client,
+            "tunnel closed"
+        );
     });
-    response(res)
 }
 
 /// Splices `a` and `b` until either side closes, nothing moves for `idle`, or `stop`
 /// completes (shutdown); returns the bytes moved each way (a→b, b→a), whatever ended it.
-pub async fn tunnel<A, B>(a: A, b: B, idle: Duration, stop: impl Future<Output = ()>) -> (u64, u64)
+/// `flush` is given the bytes moved each way since its last call, every [`FLUSH_EVERY`]
+/// while bytes move and once at the end.
+pub async fn tunnel<A, B>(
+    a: A,
+    b: B,
+    idle: Duration,
+    stop: impl Future<Output = ()>,
+    mut flush: impl FnMut(u64, u64),
+) -> (u64, u64)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -188,10 +181,27 @@ where
     let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
     tokio::pin!(copy);
     tokio::pin!(stop);
+    let mut flushed = (0, 0);
+    let mut flush_new = |flush: &mut dyn FnMut(u64, u64)| {
+        let now = (
+            a_to_b.load(Ordering::Relaxed),
+            b_to_a.load(Ordering::Relaxed),
+        );
+        if now != flushed {
+            flush(now.0 - flushed.0, now.1 - flushed.1);
+            flushed = now;
+        }
+        now
+    };
+    let mut next_flush = Instant::now() + FLUSH_EVERY;
     loop {
         let deadline = start + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
         tokio::select! {
             _ = &mut copy => break,
+            () = tokio::time::sleep_until(next_flush) => {
+                flush_new(&mut flush);
+                next_flush = Instant::now() + FLUSH_EVERY;
+            }
             () = &mut stop => {
                 debug!("tunnel closed by shutdown");
                 break;
@@ -205,10 +215,7 @@ where
             }
         }
     }
-    (
-        a_to_b.load(Ordering::Relaxed),
-        b_to_a.load(Ordering::Relaxed),
-    )
+    flush_new(&mut flush)
 }
 
 /// An I/O object that records when bytes last moved through it and how many it read.
@@ -281,6 +288,7 @@ mod tests {
             b,
             Duration::from_secs(60),
             std::future::pending(),
+            |_, _| {},
         ));
         a_peer.write_all(b"hi").await.unwrap_or_default();
         let mut got = [0u8; 2];
@@ -295,9 +303,15 @@ mod tests {
         let (a, mut a_peer) = tokio::io::duplex(64);
         let (b, mut b_peer) = tokio::io::duplex(64);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(tunnel(a, b, Duration::from_secs(3600), async {
-            let _ = stop_rx.await;
-        }));
+        let task = tokio::spawn(tunnel(
+            a,
+            b,
+            Duration::from_secs(3600),
+            async {
+                let _ = stop_rx.await;
+            },
+            |_, _| {},
+        ));
         b_peer.write_all(b"hello").await.unwrap_or_default();
         let mut got = [0u8; 5];
         a_peer.read_exact(&mut got).await.unwrap_or_default();

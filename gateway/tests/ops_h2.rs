@@ -58,7 +58,7 @@ const MAX_FRAME: usize = 16_384;
 const WAIT: Duration = Duration::from_secs(10);
 
 /// The shipped defaults under test (`[limits]` in manifests/gateway.example.toml).
-const DEFAULT_MAX_STREAMS: u32 = 256;
+const DEFAULT_MAX_STREAMS: u32 = gateway::config::DEFAULT_H2_MAX_CONCURRENT_STREAMS;
 const DEFAULT_PENDING_ACCEPT_RESETS: usize = 20;
 const DEFAULT_LOCAL_ERROR_RESETS: usize = 256;
 const DEFAULT_MAX_HEADER_BYTES: u32 = 32_768;
@@ -425,13 +425,16 @@ impl Spawner {
         self.requests.load(Ordering::SeqCst)
     }
 
-    /// Gateway config with the pod's spawner port (29786) mapped here.
+    /// Gateway config with the pod's spawner port (29786) mapped here, and h2c on (these
+    /// tests speak HTTP/2 with prior knowledge over plaintext).
     fn gateway_config(&self) -> gateway::config::FileConfig {
-        file_config(
+        let mut file = file_config(
             [("29786".to_owned(), self.addr.port())]
                 .into_iter()
                 .collect(),
-        )
+        );
+        file.limits.h2c = Some(true);
+        file
     }
 
     /// Waits until the desktop has seen `n` requests.
@@ -505,8 +508,8 @@ fn assert_all_ok(answers: &[(u16, String)]) {
 
 // === tests ===
 
-/// The server advertises 256 concurrent streams; with 256 request streams held open (their
-/// bodies never finish, so each waits on the desktop), a 257th is refused with REFUSED_STREAM
+/// The server advertises 128 concurrent streams; with 128 request streams held open (their
+/// bodies never finish, so each waits on the desktop), a 129th is refused with REFUSED_STREAM
 /// and never reaches the desktop; once one held stream completes, a new stream is served.
 #[tokio::test]
 async fn streams_beyond_the_advertised_limit_are_refused() {

@@ -30,6 +30,12 @@ enum Script {
     Gated,
     /// Starts a body of a gigabyte and trickles it out.
     Endless,
+    /// Answers each head at once with the request's path as the body, without reading any
+    /// body (Python's `http.server` does so on a POST it does not handle): body bytes are
+    /// read as the next request.
+    IgnoresBodies,
+    /// Answers each request twice: its path, then an `extra` response nobody asked for.
+    AnswersTwice,
 }
 
 struct Scripted {
@@ -49,17 +55,30 @@ impl Scripted {
     }
 }
 
-/// Reads one request head; false when the peer closed first.
-async fn read_head(conn: &mut TcpStream) -> bool {
+/// Reads one request head; `None` when the peer closed first.
+async fn read_head(conn: &mut TcpStream) -> Option<String> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         match conn.read(&mut byte).await {
             Ok(1) => head.push(byte[0]),
-            _ => return false,
+            _ => return None,
         }
     }
-    true
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// The path of a request head's request line.
+fn path_of(head: &str) -> &str {
+    head.split(' ').nth(1).unwrap_or("?")
+}
+
+fn answer_with(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 async fn scripted(script: Script) -> Scripted {
@@ -83,7 +102,21 @@ async fn scripted(script: Script) -> Scripted {
             open.fetch_add(1, Ordering::SeqCst);
             let (open, gate, closed) = (open.clone(), gate.clone(), closed.clone());
             tokio::spawn(async move {
-                while read_head(&mut conn).await {
+                while let Some(head) = read_head(&mut conn).await {
+                    if let Script::IgnoresBodies = script {
+                        if conn.write_all(&answer_with(path_of(&head))).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    if let Script::AnswersTwice = script {
+                        let mut both = answer_with(path_of(&head));
+                        both.extend(answer_with("extra"));
+                        if conn.write_all(&both).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                     if let Script::Gated = script {
                         gate.acquire().await.unwrap().forget();
                     }
@@ -241,4 +274,98 @@ async fn a_response_abandoned_half_way_closes_its_upstream_connection() {
     .await
     .expect("the upstream connection stayed open after its client left");
     assert_eq!(up.accepted(), 1);
+}
+
+/// A raw POST with `ABCAuthorization`, announcing `len` body bytes and sending `sent` of them.
+async fn raw_post(gw: &Gateway, path: &str, len: usize, sent: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nABCAuthorization: Bearer {}\r\n\
+         Content-Length: {len}\r\n\r\n",
+        token()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(sent).await.unwrap();
+    s
+}
+
+/// Reads one response's text from a raw connection (enough for the small answers here).
+async fn read_answer(s: &mut TcpStream) -> String {
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("no answer")
+        .unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn an_early_answer_to_an_unfinished_body_parks_no_connection_for_others() {
+    // The upstream answers each head at once and never reads the body; the client still
+    // owes most of it. Other users must not queue behind that connection.
+    let up = scripted(Script::IgnoresBodies).await;
+    let gw = gateway_to(&up, 8).await;
+    let mut attackers = Vec::new();
+    for i in 0..8 {
+        let mut s = raw_post(&gw, &format!("/spawner/attack{i}"), 1_000_000, b"partial").await;
+        let text = read_answer(&mut s).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        attackers.push(s);
+    }
+    let t = token();
+    let users: Vec<_> = (0..8)
+        .map(|i| {
+            let url = gw.url(&format!("/spawner/user{i}"));
+            let t = t.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_secs(10), get(&url, Some(&t))).await
+            })
+        })
+        .collect();
+    for (i, user) in users.into_iter().enumerate() {
+        let (status, _, body) = user
+            .await
+            .unwrap()
+            .unwrap_or_else(|_| panic!("user {i} waited on a parked connection"));
+        assert_eq!(
+            (status, body),
+            (StatusCode::OK, format!("/spawner/user{i}"))
+        );
+    }
+    drop(attackers);
+}
+
+#[tokio::test]
+async fn an_upstream_that_ignores_bodies_never_reads_another_users_request() {
+    // The attacker's body is a whole request: an upstream that does not read bodies takes it
+    // as the next request on that connection. Reusing the connection would answer the next
+    // user with the smuggled request's response (and feed the user's head to the attacker).
+    let up = scripted(Script::IgnoresBodies).await;
+    let gw = gateway_to(&up, 8).await;
+    let smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n";
+    let t = token();
+    for round in 0..10 {
+        let mut attacker = raw_post(&gw, "/spawner/attack", smuggled.len(), smuggled).await;
+        let text = read_answer(&mut attacker).await;
+        assert!(text.ends_with("/spawner/attack"), "{text}");
+        let path = format!("/spawner/victim{round}");
+        let (status, _, body) = get(&gw.url(&path), Some(&t)).await;
+        assert_eq!((status, body), (StatusCode::OK, path), "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn an_answer_nobody_asked_for_never_reaches_the_next_request() {
+    let up = scripted(Script::AnswersTwice).await;
+    let gw = gateway_to(&up, 8).await;
+    let t = token();
+    for i in 0..20 {
+        let path = format!("/spawner/q{i}");
+        let (status, _, body) = get(&gw.url(&path), Some(&t)).await;
+        assert_eq!((status, body), (StatusCode::OK, path), "request {i}");
+        if i % 2 == 0 {
+            // Give the extra answer time to arrive on the idle connection.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -17,10 +17,9 @@ use tokio::net::TcpStream;
 #[tokio::test]
 async fn http2_clients_are_served_and_proxied_as_http1() {
     let up = upstream("spawner").await;
-    let gw = spawn_gateway(file_config(
-        [("29786".to_owned(), up.addr.port())].into_iter().collect(),
-    ))
-    .await;
+    let mut file = file_config([("29786".to_owned(), up.addr.port())].into_iter().collect());
+    file.limits.h2c = Some(true);
+    let gw = spawn_gateway(file).await;
     let h2: Client<_, TestBody> = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http();
