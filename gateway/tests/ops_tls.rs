@@ -222,3 +222,29 @@ async fn tls_with_h2_and_certificate_reload() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+#[tokio::test]
+async fn a_client_silent_after_the_tls_handshake_is_closed_at_the_head_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path());
+    make_leaf(dir.path(), "only");
+    let mut file = file_config(Default::default());
+    file.tls = FileTls {
+        cert: Some(dir.path().join("only.crt")),
+        key: Some(dir.path().join("only.key")),
+    };
+    file.limits.header_read_timeout = Some(Duration::from_millis(500));
+    file.limits.keepalive_timeout = Some(Duration::from_secs(60));
+    let running = spawn_run(file).await;
+    let roots = [cert(dir.path(), "ca")];
+    // h2 by ALPN, then nothing: neither the HTTP/2 preface nor a request.
+    let (mut tls, alpn, _) = connect(running.addr, &roots).await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "silent TLS connection still open");
+}
