@@ -56,8 +56,7 @@ desktop_keys "$WORK"
 TOKEN="$(mint "$KEYS" "$POD_ADDR")"
 TOKEN_EXPIRED="$(mint "$KEYS" "$POD_ADDR" -60)"
 TOKEN_OTHER_KEY="$(mint "$WORK/other-keys" "$POD_ADDR")"
-# Forged: the payload changed under the original signature (the target's last octet + 1 would
-# need the payload key; changing a claim byte is enough to break the signature).
+# Forged: the claims changed (a day more of life) under the original signature.
 TOKEN_FORGED="$(python3 - "$TOKEN" <<'PY'
 import base64, json, sys
 h, p, s = sys.argv[1].split(".")

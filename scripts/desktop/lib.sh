@@ -55,6 +55,35 @@ port_is_free() {
     python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],int(sys.argv[2])))' "$1" "$2" 2>/dev/null
 }
 
+# The TCP sockets PID listens on, one HOST:PORT a line ([::] for the IPv6 wildcard).
+listeners_of() {
+    python3 - "$1" <<'PY'
+import ipaddress, os, sys
+pid = sys.argv[1]
+inodes = set()
+for fd in os.listdir(f"/proc/{pid}/fd"):
+    try:
+        link = os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        continue
+    if link.startswith("socket:["):
+        inodes.add(link[8:-1])
+out = []
+for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+    for line in open(table).read().splitlines()[1:]:
+        f = line.split()
+        if f[3] != "0A" or f[9] not in inodes:  # 0A: LISTEN
+            continue
+        hexaddr, hexport = f[1].split(":")
+        raw = bytes.fromhex(hexaddr)
+        # /proc prints each 32-bit word in host (little-endian) order.
+        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+        addr = ipaddress.ip_address(raw)
+        out.append(f"[{addr}]:{int(hexport, 16)}" if v6 else f"{addr}:{int(hexport, 16)}")
+print("\n".join(sorted(out)))
+PY
+}
+
 listening() { # HOST PORT
     python3 -c 'import socket,sys; socket.create_connection((sys.argv[1],int(sys.argv[2])),1).close()' "$1" "$2" 2>/dev/null
 }
@@ -96,10 +125,15 @@ desktop_pod() {
     X11VNC_LOG="$work/x11vnc.log"
     # Loopback only, IPv4 only (-noipv6: no [::] listener), no password (the gateway is the
     # gate, as in abcdesktop where only the pod's websockify reaches the VNC server).
-    x11vnc -display "$DISPLAY_NUM" -rfbport "$VNC_PORT" -listen 127.0.0.1 -noipv6 -nopw \
-        -forever -shared -noxdamage -o "$X11VNC_LOG" >/dev/null 2>&1 &
+    # -rfbportv6 -1: without it libvncserver still opens [::]:5900 despite -noipv6.
+    x11vnc -display "$DISPLAY_NUM" -rfbport "$VNC_PORT" -listen 127.0.0.1 -noipv6 -rfbportv6 -1 \
+        -nopw -forever -shared -noxdamage -o "$X11VNC_LOG" >/dev/null 2>&1 &
     DESKTOP_PIDS+=($!)
+    X11VNC_PID=$!
     wait_for 30 "x11vnc on 127.0.0.1:$VNC_PORT" listening 127.0.0.1 "$VNC_PORT"
+    local socks
+    socks="$(listeners_of "$X11VNC_PID")"
+    [ "$socks" = "127.0.0.1:$VNC_PORT" ] || desktop_die "x11vnc listens on: $socks (want 127.0.0.1:$VNC_PORT only)"
 
     # The pod address: a random 127.0.0.x whose port 6081 is free.
     POD_ADDR=""
