@@ -99,7 +99,9 @@ desktop_build() {
         GATEWAY_BIN="$DESKTOP_ROOT/target/$profile/gateway"
         KEYS_TOOL_BIN="$DESKTOP_ROOT/target/$profile/keys-tool"
     fi
+    GATEWAY_BIN="$(realpath "$GATEWAY_BIN")"
     KEYS_TOOL_BIN="${KEYS_TOOL_BIN:-$(dirname "$GATEWAY_BIN")/keys-tool}"
+    [ -x "$GATEWAY_BIN" ] && [ -x "$KEYS_TOOL_BIN" ] || desktop_die "no gateway/keys-tool binary at $GATEWAY_BIN"
 }
 
 # desktop_pod WORKDIR: starts Xvfb, the xterm, x11vnc and websockify. Sets DISPLAY_NUM,
