@@ -40,7 +40,7 @@ abcdesktop gateway desktop demo: a desktop pod on $POD_ADDR (display $DISPLAY_NU
 x11vnc 127.0.0.1:$VNC_PORT, websockify $POD_ADDR:6081), the gateway on http://$GATEWAY_ADDR
 (metrics on http://$ADMIN_ADDR/metrics). Open this in a browser on this machine:
 
-  http://$GATEWAY_ADDR/#token=$TOKEN
+  http://$GATEWAY_ADDR/#token=$TOKEN&password=$VNC_PASSWORD
 
 Logs: $WORK/*.log. Ctrl-C to stop.
 TXT

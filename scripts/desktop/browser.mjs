@@ -223,6 +223,8 @@ const count = (file, needle) => readFileSync(file, "utf8").split(needle).length 
 async function openDesktop(browser, url) {
   const page = await browser.newPage();
   page.on("pageerror", (e) => console.log(`page error (${url.split("#")[0]}): ${e.message}`));
+  // No HTTP cache: every load fetches the page and noVNC's ~40 modules, from whichever server.
+  await page.setCacheEnabled(false);
   const cdp = await page.createCDPSession();
   await cdp.send("Network.enable");
   const ws = { sent: 0, received: 0, handshakeStatus: null };
@@ -280,9 +282,10 @@ async function desktopChecks(browser) {
   const websockifyLog = env("WEBSOCKIFY_LOG");
   const bg = env("XTERM_BG").match(/[0-9a-f]{2}/gi).map((h) => parseInt(h, 16));
   const page0 = `http://${gw}/`;
+  const pw = `&password=${env("VNC_PASSWORD")}`;
 
   // 1. Through the gateway: the canvas is the X screen.
-  const { page } = await openDesktop(browser, `${page0}#token=${env("TOKEN")}`);
+  const { page } = await openDesktop(browser, `${page0}#token=${env("TOKEN")}${pw}`);
   const s = await waitConnected(page);
   ok(`noVNC connected through the gateway (desktop "${(await desktopState(page)).name ?? s.name}")`);
   const first = await matchesX(page, display, shots, "desktop");
@@ -317,7 +320,7 @@ async function desktopChecks(browser) {
     const path = token === null ? "/websockify" : `/websockify?jwt_token=${token}`;
     const status = await rawUpgrade(gw, path);
     if (status !== 401) throw new Error(`${kind} token: upgrade answered ${status}, want 401`);
-    const { page: p, ws } = await openDesktop(browser, token === null ? page0 : `${page0}#token=${token}`);
+    const { page: p, ws } = await openDesktop(browser, token === null ? `${page0}#${pw}` : `${page0}#token=${token}${pw}`);
     const st = await until(20, `noVNC to give up (${kind})`, async () => {
       const v = await desktopState(p);
       return v && v.state !== "connecting" && v;
@@ -337,10 +340,10 @@ async function desktopChecks(browser) {
   // 5. Page load → connected, and bytes each way: through the gateway vs. straight to
   // websockify (same page, served by websockify itself), alternating, in this run.
   const runs = Number(process.env.TIMING_RUNS ?? 5);
-  const control = `http://${env("POD_ADDR")}:6081/index.html#ws=ws://${env("POD_ADDR")}:6081/`;
+  const control = `http://${env("POD_ADDR")}:6081/index.html#ws=ws://${env("POD_ADDR")}:6081/${pw}`;
   const results = { gateway: [], direct: [] };
   for (let i = 0; i < runs; i++) {
-    for (const [kind, url] of [["gateway", `${page0}#token=${env("TOKEN")}`], ["direct", control]]) {
+    for (const [kind, url] of [["gateway", `${page0}#token=${env("TOKEN")}${pw}`], ["direct", control]]) {
       const before = kind === "gateway" ? await tunnelBytes(admin) : null;
       const { page: p, ws } = await openDesktop(browser, url);
       const st = await waitConnected(p);

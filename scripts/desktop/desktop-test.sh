@@ -75,7 +75,7 @@ DEMO_PID=$!
 wait_for 60 "gateway demo to print its address" grep -q "gateway on http://" "$WORK/demo.out"
 DEMO_ADDR="$(sed -n 's|.*gateway on http://\([0-9.:]*\).*|\1|p' "$WORK/demo.out" | head -n1)"
 
-export GATEWAY_ADDR ADMIN_ADDR DISPLAY_NUM POD_ADDR X11VNC_LOG WEBSOCKIFY_LOG SHOTS DEMO_ADDR \
+export GATEWAY_ADDR ADMIN_ADDR DISPLAY_NUM POD_ADDR VNC_PASSWORD X11VNC_LOG WEBSOCKIFY_LOG SHOTS DEMO_ADDR \
     TOKEN TOKEN_EXPIRED TOKEN_FORGED TOKEN_OTHER_KEY
 export XTERM_BG="$DESKTOP_XTERM_BG" VIEW_WIDTH="$DESKTOP_WIDTH" VIEW_HEIGHT="$((DESKTOP_HEIGHT + 24))"
 timeout 300 node "$DESKTOP_HERE/browser.mjs"

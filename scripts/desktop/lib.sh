@@ -2,10 +2,10 @@
 # loopback, throw-away keys, tokens, the gateway in front of it, and the page.
 #
 # The pod is what an abcdesktop desktop pod runs, minus Kubernetes: Xvfb on a private display
-# with an xterm on it, x11vnc on that display listening on 127.0.0.1 only, and websockify on
-# port 6081 of the "pod address", a random 127.0.0.x, forwarding to x11vnc. Tokens carry that
-# address in `hash`, exactly as pyos's carry a pod IP; the gateway (allow_loopback) dials
-# <pod address>:6081 for /websockify, with no port translation.
+# with an xterm on it, x11vnc (with a VNC password) on that display listening on 127.0.0.1
+# only, and websockify on port 6081 of the "pod address", a random 127.0.0.x, forwarding to
+# x11vnc. Tokens carry that address in `hash`, exactly as pyos's carry a pod IP; the gateway
+# (allow_loopback) dials <pod address>:6081 for /websockify, with no port translation.
 #
 # Every process started is recorded in DESKTOP_PIDS; desktop_cleanup stops them (call it from
 # an EXIT trap). Every wait has a deadline.
@@ -105,7 +105,7 @@ desktop_build() {
 }
 
 # desktop_pod WORKDIR: starts Xvfb, the xterm, x11vnc and websockify. Sets DISPLAY_NUM,
-# POD_ADDR, VNC_PORT and the log paths X11VNC_LOG, WEBSOCKIFY_LOG.
+# POD_ADDR, VNC_PORT, VNC_PASSWORD and the log paths X11VNC_LOG, WEBSOCKIFY_LOG.
 desktop_pod() {
     local work="$1" i
     # Xvfb picks a free display itself and writes its number to fd 3.
@@ -127,9 +127,12 @@ desktop_pod() {
     X11VNC_LOG="$work/x11vnc.log"
     # Loopback only, IPv4 only (-noipv6: no [::] listener), no password (the gateway is the
     # gate, as in abcdesktop where only the pod's websockify reaches the VNC server).
+    # A VNC password, as abcdesktop's pods have (launchdesktop hands it to the client).
+    VNC_PASSWORD="$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
+    x11vnc -storepasswd "$VNC_PASSWORD" "$work/vncpasswd" >/dev/null 2>&1
     # -rfbportv6 -1: without it libvncserver still opens [::]:5900 despite -noipv6.
     x11vnc -display "$DISPLAY_NUM" -rfbport "$VNC_PORT" -listen 127.0.0.1 -noipv6 -rfbportv6 -1 \
-        -nopw -forever -shared -noxdamage -o "$X11VNC_LOG" >/dev/null 2>&1 &
+        -rfbauth "$work/vncpasswd" -forever -shared -noxdamage -o "$X11VNC_LOG" >/dev/null 2>&1 &
     DESKTOP_PIDS+=($!)
     X11VNC_PID=$!
     wait_for 30 "x11vnc on 127.0.0.1:$VNC_PORT" listening 127.0.0.1 "$VNC_PORT"
