@@ -118,7 +118,7 @@ desktop_pod() {
     # The xterm fills the screen; its shell prints the banner and waits for keys.
     DISPLAY="$DISPLAY_NUM" xterm -geometry 160x55+0+0 -bg "$DESKTOP_XTERM_BG" -fg white \
         -fa '' -fn fixed -title "$DESKTOP_BANNER" \
-        -e bash --norc --noprofile -c "PS1='\$ '; echo $DESKTOP_BANNER; exec bash --norc --noprofile -i" \
+        -e bash --norc --noprofile -c "echo $DESKTOP_BANNER; exec bash --norc --noprofile -i" \
         >"$work/xterm.log" 2>&1 &
     DESKTOP_PIDS+=($!)
     wait_for 20 "the xterm window" env DISPLAY="$DISPLAY_NUM" xwininfo -name "$DESKTOP_BANNER"
