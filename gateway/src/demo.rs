@@ -55,9 +55,25 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
+/// Binds the demo's public listener; the error suggests a free port.
+async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen on {listen} (in use? `--listen 127.0.0.1:0` picks a free port)")
+    })
+}
+
 /// Starts the fake desktop and the gateway on `listen` with `bits`-bit keys.
 pub async fn start(
     listen: SocketAddr,
+    bits: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    start_on(bind(listen).await?, bits, shutdown).await
+}
+
+/// [`start`] on a listener already bound: a busy port fails before seconds of key generation.
+async fn start_on(
+    listener: TcpListener,
     bits: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
@@ -92,7 +108,7 @@ pub async fn start(
     tokio::spawn(website(site, page(&token)));
 
     let file = FileConfig {
-        listen: Some(listen.to_string()),
+        listen: Some(listener.local_addr()?.to_string()),
         node_name: Some("demo-node".to_owned()),
         keys: FileKeys {
             signing_public_key: Some(dir.path().join(PAIRS[1].public_file)),
@@ -117,9 +133,6 @@ pub async fn start(
         ..FileConfig::default()
     };
     let config = Config::load(file, &Env::default())?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(crate::server::serve(listener, config, shutdown));
     Ok(Running {
@@ -136,8 +149,9 @@ pub async fn run(
     listen: SocketAddr,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let listener = bind(listen).await?;
     eprintln!("generating throw-away {DEMO_KEY_BITS}-bit keys…");
-    let running = start(listen, DEMO_KEY_BITS, shutdown).await?;
+    let running = start_on(listener, DEMO_KEY_BITS, shutdown).await?;
     println!("{}", running.instructions);
     running.server.await.context("gateway task failed")?;
     Ok(())
@@ -174,7 +188,7 @@ fn page(token: &str) -> String {
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>abcdesktop gateway demo</title>
-<style>body{{font-family:sans-serif;max-width:48em;margin:2em auto}}pre{{background:#eee;padding:1em;min-height:6em}}</style>
+<style>body{{font-family:sans-serif;max-width:48em;margin:2em auto}}pre{{background:#eee;padding:1em;min-height:6em;white-space:pre-wrap;overflow-wrap:anywhere}}</style>
 </head><body>
 <h1>abcdesktop gateway demo</h1>
 <p>This page came through the gateway's <code>/</code> route. The WebSocket below goes to
@@ -187,7 +201,10 @@ to the fake desktop's echo service.</p>
 const token = "{token}";
 const log = (m) => {{ document.getElementById("log").textContent += m + "\n"; }};
 const ws = new WebSocket(`ws://${{location.host}}/websockify?jwt_token=${{token}}`);
-ws.onopen = () => log("websocket open");
+ws.onopen = () => {{
+  log("websocket open; sending: " + document.getElementById("msg").value);
+  ws.send(document.getElementById("msg").value);
+}};
 ws.onmessage = (e) => log("echo: " + e.data);
 ws.onclose = (e) => log("websocket closed (" + e.code + ")");
 document.getElementById("send").onclick = () => ws.send(document.getElementById("msg").value);

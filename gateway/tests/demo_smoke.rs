@@ -60,3 +60,24 @@ async fn demo_serves_the_page_the_spawner_and_the_websocket_echo() {
         .expect("the demo gateway did not stop")
         .unwrap();
 }
+
+/// A busy port fails before any key is generated, and the error says how to get a free one.
+/// (Invalid key sizes make the order visible: key generation would fail with its own error.)
+#[tokio::test]
+async fn demo_on_a_busy_port_fails_before_generating_keys() {
+    let busy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = busy.local_addr().unwrap();
+    let err = gateway::demo::start(addr, 7, std::future::pending())
+        .await
+        .expect_err("a busy port must fail");
+    let text = format!("{err:#}");
+    assert!(text.contains(&format!("cannot listen on {addr}")), "{text}");
+    assert!(text.contains("--listen 127.0.0.1:0"), "{text}");
+
+    // On a free port the same call gets as far as key generation, which refuses 7 bits.
+    drop(busy);
+    let err = gateway::demo::start("127.0.0.1:0".parse().unwrap(), 7, std::future::pending())
+        .await
+        .expect_err("7-bit keys must fail");
+    assert!(format!("{err:#}").contains("--bits"), "{err:#}");
+}
