@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The image's build, without a container engine: runs the `cargo build` command of the
+# Dockerfile's build stage exactly as the Dockerfile writes it (read from the Dockerfile, so the
+# two cannot drift), then checks what the final stage would ship:
+#   - both binaries the Dockerfile copies exist and report this workspace's version;
+#   - they need nothing but what gcr.io/distroless/cc-debian12 provides (glibc, libgcc_s) and no
+#     glibc symbol newer than Debian 12's 2.36;
+#   - they work together: keys-tool generates keys, the gateway accepts them (--check-config),
+#     keys-tool mints a token and inspects it with the gateway's verdict.
+# What this cannot do here (no Docker engine, no registry): pull the base images, build the
+# image itself, push it. The release workflow does those.
+#
+#   bash scripts/check-release-build.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The RUN line with `cargo build`, continuation lines joined, up to the `&&` that copies out.
+instructions="$(grep -v '^[[:space:]]*#' Dockerfile | sed -e ':a' -e '/\\$/N; s/\\\n//; ta')"
+build="$(grep -m1 -o 'cargo build[^&]*' <<<"$instructions" | sed 's/ *$//')"
+[ -n "$build" ] || { echo "check-release-build: no cargo build line in the Dockerfile" >&2; exit 1; }
+binaries=(gateway keys-tool)
+for bin in "${binaries[@]}"; do
+    grep -q "target/release/$bin" <<<"$instructions" \
+        || { echo "check-release-build: the Dockerfile does not ship $bin" >&2; exit 1; }
+done
+
+echo "check-release-build: $build"
+# Word splitting is wanted: the command is a plain word list (checked: no quotes, no variables).
+case "$build" in *[\"\'\$\`]*) echo "check-release-build: unexpected shell syntax in: $build" >&2; exit 1 ;; esac
+# shellcheck disable=SC2086
+$build
+
+release="${CARGO_TARGET_DIR:-target}/release"
+version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+status=0
+fail() { echo "check-release-build: $*" >&2; status=1; }
+
+for bin in "${binaries[@]}"; do
+    path="$release/$bin"
+    [ -x "$path" ] || { fail "$path missing"; continue; }
+    out="$("$path" --version)"
+    [[ "$out" == *"$version"* ]] || fail "$bin --version says '$out', not $version"
+    # Shared libraries: only glibc's and libgcc_s, which the distroless cc image carries.
+    while read -r lib; do
+        case "$lib" in
+            libc.so.6 | libm.so.6 | libgcc_s.so.1 | libpthread.so.0 | libdl.so.2 | librt.so.1 | ld-linux-*.so.*) ;;
+            *) fail "$bin needs $lib, which gcr.io/distroless/cc-debian12 does not have" ;;
+        esac
+    done < <(readelf -d "$path" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+    newest="$(readelf -V "$path" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)"
+    [ "$(printf '%s\n' "$newest" GLIBC_2.36 | sort -V | tail -1)" = GLIBC_2.36 ] \
+        || fail "$bin needs $newest; Debian 12 (the runtime image) has GLIBC_2.36"
+done
+
+if [ "$status" -eq 0 ]; then
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    "$release/keys-tool" gen --out "$work/keys" --bits 2048 >/dev/null
+    cat >"$work/gateway.toml" <<EOF
+listen = "127.0.0.1:30443"
+[keys]
+signing_public_key = "$work/keys/abcdesktop_jwt_desktop_signing_public_key.pem"
+payload_private_key = "$work/keys/abcdesktop_jwt_desktop_payload_private_key.pem"
+[admin]
+listen = "127.0.0.1:9090"
+EOF
+    "$release/gateway" --config "$work/gateway.toml" --check-config >"$work/check.log" 2>&1 \
+        || { cat "$work/check.log" >&2; fail "gateway --check-config refuses keys-tool's keys"; }
+    token="$("$release/keys-tool" mint \
+        --signing-key "$work/keys/abcdesktop_jwt_desktop_signing_private_key.pem" \
+        --payload-key "$work/keys/abcdesktop_jwt_desktop_payload_public_key.pem" --target 10.244.1.23)"
+    "$release/keys-tool" inspect "$token" \
+        --signing-key "$work/keys/abcdesktop_jwt_desktop_signing_public_key.pem" \
+        --payload-key "$work/keys/abcdesktop_jwt_desktop_payload_private_key.pem" >"$work/inspect.log" 2>&1 \
+        || { cat "$work/inspect.log" >&2; fail "keys-tool inspect refuses a token keys-tool minted"; }
+fi
+
+[ "$status" -eq 0 ] && echo "check-release-build: ${binaries[*]} $version build as the Dockerfile builds them and run on Debian 12's glibc"
+exit "$status"
