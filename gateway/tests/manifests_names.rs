@@ -737,14 +737,19 @@ fn autoscaler_budget_spread_and_network_policy_follow_the_deployment() {
                 assert!(port.get("endPort").is_none(), "{}: endPort", overlay.name);
             }
         }
-        let admitted = |port: u64| {
+        // A rule's port: a number, or a port name resolved on this container.
+        let admitted = |container: &Value, port: u64| {
             array(&policy["spec"]["ingress"])
                 .iter()
-                .filter(|rule| array(&rule["ports"]).iter().any(|p| p["port"] == port))
+                .filter(|rule| {
+                    array(&rule["ports"])
+                        .iter()
+                        .any(|p| resolve_port_opt(&p["port"], container) == Some(port))
+                })
                 .collect::<Vec<_>>()
         };
         for (container, listen) in gateways(overlay, deployment) {
-            let rules = admitted(listen);
+            let rules = admitted(container, listen);
             assert!(
                 rules.iter().any(|r| r.get("from").is_none()),
                 "{}: {listen} from anywhere",
@@ -752,7 +757,7 @@ fn autoscaler_budget_spread_and_network_policy_follow_the_deployment() {
             );
             // The admin port (metrics) only from the monitoring namespace.
             let admin = admin_port(config_text(&objects, deployment, container));
-            let rules = admitted(admin);
+            let rules = admitted(container, admin);
             assert!(
                 !rules.is_empty(),
                 "{}: admin {admin} admitted",
