@@ -87,7 +87,8 @@ for bin in "${binaries[@]}"; do
 done
 
 if [ "$status" -eq 0 ]; then
-    "$release/keys-tool" gen --out "$work/keys" --bits 2048 >/dev/null
+    "$release/keys-tool" gen --out "$work/keys" --bits 2048 >"$work/gen.log" 2>&1 \
+        || { cat "$work/gen.log" >&2; fail "keys-tool gen fails"; }
     cat >"$work/gateway.toml" <<EOF
 listen = "127.0.0.1:30443"
 [keys]

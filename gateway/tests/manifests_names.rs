@@ -188,7 +188,7 @@ fn resolve_port(port: &Value, container: &Value) -> u64 {
 }
 
 /// The container port of that number (its entry in `ports`).
-fn declared_port<'a>(container: &'a Value, number: u64) -> &'a Value {
+fn declared_port(container: &Value, number: u64) -> &Value {
     array(&container["ports"])
         .iter()
         .find(|p| p["containerPort"] == number)
