@@ -856,3 +856,71 @@ fn monitoring_scrapes_every_gateway_admin_port_without_a_service() {
         }
     }
 }
+
+#[test]
+fn each_gateway_container_config_loads_with_its_environment() {
+    // Real key files where the Deployment's environment points, under a temporary root.
+    let root = tempfile::tempdir().expect("temp dir");
+    let pairs: Vec<_> = PAIRS[..2]
+        .iter()
+        .map(|spec| gateway::keygen::generate_pair(*spec, 1024).expect("key pair"))
+        .collect();
+    for overlay in &OVERLAYS {
+        let objects = rendered(overlay.name);
+        let deployment = object(&objects, "Deployment", overlay.deployment);
+        for (container, listen) in gateways(overlay, deployment) {
+            let who = format!("{} {}", overlay.name, container["name"]);
+            let env: Vec<(String, String)> = array(&container["env"])
+                .iter()
+                .filter_map(|v| {
+                    Some((
+                        str_of(&v["name"]).to_owned(),
+                        v["value"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect();
+            let moved = |path: &str| root.path().join(path.trim_start_matches('/'));
+            for (_, value) in &env {
+                let Some(pair) = pairs.iter().find(|p| {
+                    value.ends_with(p.spec.private_file) || value.ends_with(p.spec.public_file)
+                }) else {
+                    continue;
+                };
+                let path = moved(value);
+                std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+                let pem = if value.ends_with(pair.spec.private_file) {
+                    &pair.private_pem
+                } else {
+                    &pair.public_pem
+                };
+                std::fs::write(&path, pem.as_bytes()).expect("write key");
+            }
+            let lookup = |name: &str| {
+                env.iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| moved(v).to_string_lossy().into_owned())
+            };
+            let mut file = FileConfig::parse(config_text(&objects, deployment, container))
+                .unwrap_or_else(|e| panic!("{who}: {e:#}"));
+            if let Some(dir) = &file.website.static_dir {
+                let dir = moved(dir.to_str().expect("UTF-8"));
+                std::fs::create_dir_all(&dir).expect("static dir");
+                file.website.static_dir = Some(dir);
+            }
+            let config = gateway::config::Config::load(file, &Env::from_fn(lookup))
+                .unwrap_or_else(|e| panic!("{who}: the gateway refuses its config: {e:#}"));
+            assert_eq!(u64::from(config.listen.port()), listen, "{who}");
+            assert!(config.keys.payload.is_some(), "{who}: payload key loaded");
+            assert_eq!(
+                config.tls.is_some(),
+                container["name"] == "gateway-tls",
+                "{who}"
+            );
+            let admin = config.admin_listen.expect("admin listener");
+            assert_eq!(
+                u64::from(admin.port()),
+                admin_port(config_text(&objects, deployment, container))
+            );
+        }
+    }
+}
