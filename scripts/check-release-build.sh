@@ -108,5 +108,57 @@ EOF
         || { cat "$work/inspect.log" >&2; fail "keys-tool inspect refuses a token keys-tool minted"; }
 fi
 
-[ "$status" -eq 0 ] && echo "check-release-build: ${binaries[*]} $version build as the Dockerfile builds them and run on Debian 12's glibc"
+# The HTTPS router variant with today's one-listener binary: overlays/router-https runs two
+# gateway processes in one network namespace (a pod); their two configs side by side on
+# loopback, plain /healthz on one, /healthz over TLS (h2 and http/1.1) on the other, both
+# admin listeners up, both stop on SIGTERM. Ports are the configs' with loopback free ports
+# instead of 80/443/9090/9091; the certificate is a throw-away self-signed one.
+https_pair() {
+    local overlay=manifests/overlays/router-https dir="$work/https" ports pids=() i
+    mkdir -p "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+        -keyout "$dir/tls.key" -out "$dir/tls.crt" >/dev/null 2>&1 || { fail "openssl req"; return; }
+    read -r -a ports < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(4)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))')
+    for i in 0 1; do
+        name=("gateway.toml" "gateway-tls.toml")
+        sed -e "0,/^listen = / s|^listen = \"0.0.0.0:[0-9]*\"|listen = \"127.0.0.1:${ports[$i]}\"|" \
+            -e "/^\[admin\]/,/^listen/ s|^listen = \"0.0.0.0:[0-9]*\"|listen = \"127.0.0.1:${ports[$((i + 2))]}\"|" \
+            -e "s|/etc/abcdesktop-gateway-tls/|$dir/|" "$overlay/${name[$i]}" >"$dir/$i.toml"
+        JWT_DESKTOP_SIGNING_PUBLIC_KEY="$work/keys/abcdesktop_jwt_desktop_signing_public_key.pem" \
+        JWT_DESKTOP_PAYLOAD_PRIVATE_KEY="$work/keys/abcdesktop_jwt_desktop_payload_private_key.pem" \
+            "$release/gateway" --config "$dir/$i.toml" >"$dir/$i.log" 2>&1 &
+        pids+=("$!")
+    done
+    local deadline=$((SECONDS + 20)) up=0
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        up=0
+        for i in 2 3; do curl -fs -o /dev/null "http://127.0.0.1:${ports[$i]}/livez" && up=$((up + 1)); done
+        [ "$up" -eq 2 ] && break
+        sleep 0.2
+    done
+    if [ "$up" -ne 2 ]; then
+        fail "the HTTPS overlay's two gateways did not both start"; cat "$dir"/*.log >&2
+    else
+        [ "$(curl -fs "http://127.0.0.1:${ports[0]}/healthz")" = OK ] || fail "plain /healthz"
+        [ "$(curl -fsk --http2 -w '%{http_version}' -o /dev/null "https://127.0.0.1:${ports[1]}/healthz")" = 2 ] \
+            || fail "/healthz over TLS with h2"
+        [ "$(curl -fsk --http1.1 "https://127.0.0.1:${ports[1]}/healthz")" = OK ] || fail "/healthz over TLS, http/1.1"
+        curl -fs -o /dev/null "http://127.0.0.1:${ports[1]}/healthz" 2>/dev/null \
+            && fail "the TLS listener answers plain HTTP"
+    fi
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    deadline=$((SECONDS + 30))
+    for i in "${pids[@]}"; do
+        while kill -0 "$i" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+        if kill -0 "$i" 2>/dev/null; then kill -KILL "$i"; fail "a gateway ignored SIGTERM"; fi
+        wait "$i" || fail "a gateway exited $? after SIGTERM"
+    done
+}
+[ "$status" -eq 0 ] && https_pair
+
+[ "$status" -eq 0 ] && echo "check-release-build: ${binaries[*]} $version build as the Dockerfile builds them and run on Debian 12's glibc; the HTTPS overlay's two gateways serve side by side"
 exit "$status"
