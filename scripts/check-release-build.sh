@@ -6,7 +6,8 @@
 #   - they need nothing but what gcr.io/distroless/cc-debian12 provides (glibc, libgcc_s) and no
 #     glibc symbol newer than Debian 12's 2.36;
 #   - they work together: keys-tool generates keys, the gateway accepts them (--check-config),
-#     keys-tool mints a token and inspects it with the gateway's verdict.
+#     keys-tool mints a token and inspects it with the gateway's verdict;
+#   - the HTTPS overlay's two gateway configs serve side by side (see https_pair).
 # What this cannot do here (no Docker engine, no registry): pull the base images, build the
 # image itself, push it. The release workflow does those.
 #
