@@ -28,6 +28,7 @@ cat >"$work/chart/helm.yaml"
     echo "patches:"
     for object in $replace; do
         kind="${object%%/*}" name="${object#*/}"
+        # shellcheck disable=SC2016 # `$patch` is kustomize's, not a shell variable
         printf '  - target: {kind: %s, name: %s}\n    patch: |-\n      $patch: delete\n      kind: %s\n      metadata: {name: %s}\n' \
             "$kind" "$name" "$kind" "$name"
     done
