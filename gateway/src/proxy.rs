@@ -26,7 +26,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::pool::{Dest, Pool, PoolConfig, PooledBody, SendError};
 use crate::reload::ReloadStats;
 use crate::respond::{self, Body, BoxError};
-use crate::routes::{Matched, PortRule, Route, ServiceName, Upstream, UriRule};
+use crate::routes::{Matched, PortRule, Route, ServiceName, Upstream};
 use crate::telemetry::{LogLimiter, LogPermit, redact_path, redact_uri};
 use crate::throttle::AuthThrottle;
 use crate::token::{Authenticator, RequestParts, Target, TokenDigest, digest_fingerprint};
@@ -249,7 +249,9 @@ impl Gateway {
         pool: &Arc<Pool>,
         outcome: &mut Outcome<'g>,
     ) -> Response<Body> {
-        let path = req.uri().path().to_owned();
+        let Ok(path) = crate::routes::RequestPath::parse(req.uri().path()) else {
+            return respond::bad_request();
+        };
         let Some(matched) = self.config.routes.find(&path) else {
             debug!(path = %redact_path(&path), "no route");
             return respond::not_found();
@@ -479,22 +481,7 @@ impl Gateway {
             }
             _ => return Err(respond::not_found()),
         };
-        let path = req.uri().path();
-        let with_query = |p: &str| match query {
-            Some(q) => format!("{p}?{q}"),
-            None => p.to_owned(),
-        };
-        let path_and_query = match &route.uri {
-            UriRule::Keep => with_query(path),
-            UriRule::Root => "/".to_owned(),
-            UriRule::Fixed(p) => p.clone(),
-            UriRule::StripPrefix(prefix) => {
-                let rest = path.strip_prefix(prefix.as_str()).unwrap_or(path);
-                let rest = rest.trim_start_matches('/');
-                with_query(&format!("/{rest}"))
-            }
-            UriRule::ContainerRest => with_query(&format!("/{}", matched.rest.unwrap_or(""))),
-        };
+        let path_and_query = matched.upstream_uri(req.uri());
         Ok(Plan {
             dial,
             named,
