@@ -138,3 +138,28 @@ async fn rotating_the_signing_key_fails_no_request_during_the_overlap() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payload_key_is_warm_before_readyz_first_answers() {
+    let desktop = Desktop::http().await;
+    let mut running = spawn_run(file_config(desktop.port_map())).await;
+    // Before any request: ready, and the payload key already did its throw-away decryption
+    // (the key reloader's first read finds the same key and keeps the warm copy).
+    let (status, _, _) = get(&running.admin_url("/readyz"), None).await;
+    assert_eq!(status, 200);
+    let before = scrape(&running).await;
+    assert_eq!(
+        sample(&before, "gateway_token_key_warmups_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&before, "gateway_token_decryptions_total"),
+        Some(0.0)
+    );
+    let (status, _, _) = get(&running.url("/spawner/x"), Some(&token())).await;
+    assert_eq!(status, 200);
+    let after = scrape(&running).await;
+    assert_eq!(sample(&after, "gateway_token_decryptions_total"), Some(1.0));
+    assert_eq!(sample(&after, "gateway_token_key_warmups_total"), Some(1.0));
+    running.signal().await.unwrap();
+}
