@@ -120,10 +120,7 @@ impl Gateway {
         let reload_stats = ReloadStats::default();
         let metrics = Arc::new(Metrics::new(auth.clone(), Some(&reload_stats)));
         let auth_log = LogLimiter::new(config.log.auth_failure_lines_per_second);
-        let throttle = AuthThrottle::new(
-            config.abuse.auth_failures_per_ip,
-            config.abuse.auth_failure_window,
-        );
+        let throttle = AuthThrottle::from_config(&config.abuse);
         metrics.register(Box::new(throttle.throttled.clone()));
         let scheme = if config.tls.is_some() {
             "https"
@@ -416,7 +413,8 @@ impl Gateway {
                     return Err(respond::not_found());
                 };
                 // A client over its failure budget gets no token work at all.
-                if let Some(retry_after) = self.throttle.check(peer.ip()) {
+                let client = self.throttle.client(peer.ip(), req.headers());
+                if let Some(retry_after) = self.throttle.check(client) {
                     debug!(route = %route.name, "client throttled after authentication failures");
                     outcome.refusal = Some("throttled");
                     return Err(respond::too_many_failures(retry_after));
@@ -434,7 +432,7 @@ impl Gateway {
                     Err(refusal) => {
                         debug!(route = %route.name, reason = refusal.reason(), "token refused");
                         self.auth.record_refusal(refusal);
-                        self.throttle.failure(peer.ip());
+                        self.throttle.refused(client, refusal);
                         outcome.refusal = Some(refusal.reason());
                         return Err(respond::refusal(refusal));
                     }
@@ -450,9 +448,7 @@ impl Gateway {
                         "token refused"
                     );
                     outcome.refusal = Some(refusal.reason());
-                    if refusal.status() == 401 {
-                        self.throttle.failure(peer.ip());
-                    }
+                    self.throttle.refused(client, refusal);
                     respond::refusal(refusal)
                 })?;
                 let port = match rule {
