@@ -436,3 +436,44 @@ async fn the_payload_key_is_warmed_when_loaded_and_when_it_changes() {
         "no request decrypted anything"
     );
 }
+
+#[test]
+fn small_keys_are_logged_once_with_their_path_and_a_recovered_payload_key_is_logged() {
+    let a = KeyDir::keygen(1024);
+    let b = KeyDir::keygen(1024);
+    let mut s = setup(&a, Duration::from_secs(600));
+    let log_path = s._tmp.path().join("gateway.log");
+    let file = std::fs::File::create(&log_path).unwrap();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .finish();
+    let log = || std::fs::read_to_string(&log_path).unwrap();
+    let count = |what: &str| log().lines().filter(|l| l.contains(what)).count();
+    tracing::subscriber::with_default(subscriber, || {
+        assert_eq!(s.reloader.reload(), ReloadOutcome::Installed);
+        assert_eq!(count("below 2048 bits"), 2, "signing and payload key");
+        assert_eq!(count(SIGNING_PUBLIC), 1);
+        assert_eq!(count(PAYLOAD_PRIVATE), 1);
+        assert_eq!(s.reloader.reload(), ReloadOutcome::Unchanged);
+        s.signing
+            .update(&[(SIGNING_PUBLIC, b.read(SIGNING_PUBLIC))]);
+        assert_eq!(s.reloader.reload(), ReloadOutcome::Installed);
+        assert_eq!(count("below 2048 bits"), 3, "only the new key again");
+
+        let good = a.read(PAYLOAD_PRIVATE);
+        s.payload
+            .update(&[(PAYLOAD_PRIVATE, "not a key".to_owned())]);
+        assert_eq!(s.reloader.reload(), ReloadOutcome::Failed);
+        assert_eq!(count("payload key file unusable"), 1);
+        assert_eq!(count("usable again"), 0);
+        s.payload.update(&[(PAYLOAD_PRIVATE, good)]);
+        assert_eq!(s.reloader.reload(), ReloadOutcome::Unchanged);
+        assert_eq!(count("payload key file usable again"), 1);
+        assert_eq!(
+            count("below 2048 bits"),
+            3,
+            "the same key back: nothing new"
+        );
+    });
+}
