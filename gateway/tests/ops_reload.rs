@@ -163,3 +163,56 @@ async fn the_payload_key_is_warm_before_readyz_first_answers() {
     assert_eq!(sample(&after, "gateway_token_key_warmups_total"), Some(1.0));
     running.signal().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_without_overlap_revokes_cached_tokens_within_a_reload_interval() {
+    const INTERVAL: Duration = Duration::from_millis(50);
+    let desktop = Desktop::http().await;
+    let volume = tempfile::tempdir().unwrap();
+    let root = volume.path();
+    write_generation(
+        root,
+        1,
+        &std::fs::read_to_string(KEYS.signing_public()).unwrap(),
+    );
+    symlink(
+        Path::new("..data").join(SIGNING_FILE),
+        root.join(SIGNING_FILE),
+    )
+    .unwrap();
+    let mut file = file_config(desktop.port_map());
+    file.keys = FileKeys {
+        signing_public_key: Some(root.join(SIGNING_FILE)),
+        reload_interval: Some(INTERVAL),
+        signing_overlap: Some(Duration::ZERO),
+        ..file.keys
+    };
+    let running = spawn_run(file).await;
+
+    // A token of the old key, cached by its first request.
+    let old = token();
+    let url = running.url("/spawner/getenv");
+    assert_eq!(get(&url, Some(&old)).await.0, 200);
+    assert_eq!(get(&url, Some(&old)).await.0, 200);
+
+    let new_signing = keygen::generate_pair(PAIRS[1], 1024).unwrap();
+    let payload_public =
+        std::fs::read_to_string(KEYS.dir.path().join(PAIRS[0].public_file)).unwrap();
+    let new_minter =
+        Minter::from_pem(&new_signing.private_pem, &payload_public, MintMode::Pkcs1).unwrap();
+    let new = new_minter.mint("127.0.0.1", now(), 600).unwrap();
+    write_generation(root, 2, &new_signing.public_pem);
+    let written = tokio::time::Instant::now();
+    // The new key's token passes once the reloader ran...
+    while get(&url, Some(&new)).await.0 != 200 {
+        assert!(
+            written.elapsed() < Duration::from_secs(5),
+            "rotation never picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ...and from that same reload on, the old key's cached token is refused, not served
+    // from the cache until its expiry.
+    assert_eq!(get(&url, Some(&old)).await.0, 401);
+    assert_eq!(get(&url, Some(&new)).await.0, 200);
+}
