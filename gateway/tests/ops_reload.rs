@@ -26,9 +26,8 @@ fn write_generation(root: &Path, generation: u32, pem: &str) {
     std::fs::rename(&tmp, root.join("..data")).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotating_the_signing_key_fails_no_request_during_the_overlap() {
-    let desktop = Desktop::http().await;
+/// A signing Secret volume holding the tests' signing key as generation 1.
+fn signing_volume() -> tempfile::TempDir {
     let volume = tempfile::tempdir().unwrap();
     let root = volume.path();
     write_generation(
@@ -41,21 +40,46 @@ async fn rotating_the_signing_key_fails_no_request_during_the_overlap() {
         root.join(SIGNING_FILE),
     )
     .unwrap();
+    volume
+}
 
-    let mut file = file_config(desktop.port_map());
-    file.keys = FileKeys {
-        signing_public_key: Some(root.join(SIGNING_FILE)),
-        reload_interval: Some(Duration::from_millis(20)),
-        ..file.keys
-    };
-    let running = Arc::new(spawn_run(file).await);
-
-    // The new signing pair; pyos would sign with it after the rotation (same payload key).
+/// A new signing pair, as after a rotation, and a minter pyos would sign with (same payload key).
+fn new_signing_pair() -> (keygen::GeneratedPair, Minter) {
     let new_signing = keygen::generate_pair(PAIRS[1], 1024).unwrap();
     let payload_public =
         std::fs::read_to_string(KEYS.dir.path().join(PAIRS[0].public_file)).unwrap();
-    let new_minter =
+    let minter =
         Minter::from_pem(&new_signing.private_pem, &payload_public, MintMode::Pkcs1).unwrap();
+    (new_signing, minter)
+}
+
+/// The tests' config with the signing key read from the volume at `root` every `interval`.
+fn watching(
+    desktop: &Desktop,
+    root: &Path,
+    interval: Duration,
+    overlap: Option<Duration>,
+) -> gateway::config::FileConfig {
+    let mut file = file_config(desktop.port_map());
+    file.keys = FileKeys {
+        signing_public_key: Some(root.join(SIGNING_FILE)),
+        reload_interval: Some(interval),
+        signing_overlap: overlap,
+        ..file.keys
+    };
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_signing_key_fails_no_request_during_the_overlap() {
+    let desktop = Desktop::http().await;
+    let volume = signing_volume();
+    let root = volume.path();
+    let file = watching(&desktop, root, Duration::from_millis(20), None);
+    let running = Arc::new(spawn_run(file).await);
+
+    // The new signing pair; pyos would sign with it after the rotation (same payload key).
+    let (new_signing, new_minter) = new_signing_pair();
     // Fresh tokens, each new to the cache, so each request really verifies.
     let old_tokens: Vec<String> = (0..80)
         .map(|i| KEYS.minter.mint("127.0.0.1", now() - i, 600).unwrap())
@@ -168,26 +192,9 @@ async fn the_payload_key_is_warm_before_readyz_first_answers() {
 async fn a_rotation_without_overlap_revokes_cached_tokens_within_a_reload_interval() {
     const INTERVAL: Duration = Duration::from_millis(50);
     let desktop = Desktop::http().await;
-    let volume = tempfile::tempdir().unwrap();
+    let volume = signing_volume();
     let root = volume.path();
-    write_generation(
-        root,
-        1,
-        &std::fs::read_to_string(KEYS.signing_public()).unwrap(),
-    );
-    symlink(
-        Path::new("..data").join(SIGNING_FILE),
-        root.join(SIGNING_FILE),
-    )
-    .unwrap();
-    let mut file = file_config(desktop.port_map());
-    file.keys = FileKeys {
-        signing_public_key: Some(root.join(SIGNING_FILE)),
-        reload_interval: Some(INTERVAL),
-        signing_overlap: Some(Duration::ZERO),
-        ..file.keys
-    };
-    let running = spawn_run(file).await;
+    let running = spawn_run(watching(&desktop, root, INTERVAL, Some(Duration::ZERO))).await;
 
     // A token of the old key, cached by its first request.
     let old = token();
@@ -195,11 +202,7 @@ async fn a_rotation_without_overlap_revokes_cached_tokens_within_a_reload_interv
     assert_eq!(get(&url, Some(&old)).await.0, 200);
     assert_eq!(get(&url, Some(&old)).await.0, 200);
 
-    let new_signing = keygen::generate_pair(PAIRS[1], 1024).unwrap();
-    let payload_public =
-        std::fs::read_to_string(KEYS.dir.path().join(PAIRS[0].public_file)).unwrap();
-    let new_minter =
-        Minter::from_pem(&new_signing.private_pem, &payload_public, MintMode::Pkcs1).unwrap();
+    let (new_signing, new_minter) = new_signing_pair();
     let new = new_minter.mint("127.0.0.1", now(), 600).unwrap();
     write_generation(root, 2, &new_signing.public_pem);
     let written = tokio::time::Instant::now();
