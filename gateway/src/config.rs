@@ -189,6 +189,9 @@ pub struct FileConfig {
     /// Abuse limits.
     #[serde(default)]
     pub abuse: FileAbuse,
+    /// How client addresses are told apart.
+    #[serde(default)]
+    pub clients: FileClients,
 }
 
 /// `[abuse]`.
@@ -200,6 +203,16 @@ pub struct FileAbuse {
     /// The counting window.
     #[serde(default, with = "opt_duration")]
     pub auth_failure_window: Option<Duration>,
+}
+
+/// `[clients]`: how client addresses are told apart (used by the `[abuse]` throttle).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileClients {
+    /// IPv6 clients are counted by this prefix length (1–128).
+    pub ipv6_prefix: Option<u8>,
+    /// Addresses or CIDRs whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `[admin]`.
@@ -480,6 +493,8 @@ pub struct Abuse {
     pub auth_failures_per_ip: u32,
     /// The counting window.
     pub auth_failure_window: Duration,
+    /// How clients are told apart (IPv6 prefix, trusted proxies).
+    pub grouping: crate::throttle::Grouping,
 }
 
 /// Upstream client settings.
@@ -655,9 +670,38 @@ fn service(file: &FileService, env_host: Option<&String>, host: &str, port: u16)
     }
 }
 
+/// `[clients]`.
+fn client_grouping(file: &FileClients) -> Result<crate::throttle::Grouping, ConfigError> {
+    let ipv6_prefix = file
+        .ipv6_prefix
+        .unwrap_or(crate::throttle::DEFAULT_IPV6_PREFIX);
+    if !(1..=128).contains(&ipv6_prefix) {
+        return Err(invalid("clients.ipv6_prefix", "expected 1 to 128"));
+    }
+    let mut trusted_proxies = Vec::new();
+    for text in file.trusted_proxies.iter().flatten() {
+        // A bare address is a single-address network.
+        let net = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| {
+                invalid(
+                    "clients.trusted_proxies",
+                    "expected addresses or CIDRs like 10.0.0.0/8",
+                )
+            })?;
+        trusted_proxies.push(net);
+    }
+    Ok(crate::throttle::Grouping {
+        ipv6_prefix,
+        trusted_proxies,
+    })
+}
+
 /// Loads the payload key, or explains (for the startup warning) why there is none.
 fn load_payload(path: &Path, padding: PayloadPadding) -> Result<PayloadKey, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    // The private key's text is wiped once parsed.
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| e.to_string())?);
     PayloadKey::from_pem(&text, padding).map_err(|e| e.to_string())
 }
 
@@ -1006,6 +1050,7 @@ impl Config {
                     .abuse
                     .auth_failure_window
                     .unwrap_or(crate::throttle::DEFAULT_WINDOW),
+                grouping: client_grouping(&file.clients)?,
             },
         })
     }

@@ -86,13 +86,9 @@ fn parse_err<E: std::error::Error + Send + Sync + 'static>(
 }
 
 fn check_bits(bits: usize) -> Result<usize, KeyError> {
+    // Keys below `WARN_BELOW_BITS` are accepted; the key reloader warns about them, with the
+    // file's path, once per key it loads.
     if (MIN_KEY_BITS..=MAX_KEY_BITS).contains(&bits) {
-        if bits < WARN_BELOW_BITS {
-            tracing::warn!(
-                bits,
-                "RSA key below 2048 bits accepted (abcdesktop's legacy default); make new keys with `keys-tool gen`"
-            );
-        }
         Ok(bits)
     } else {
         Err(KeyError::Size(bits))

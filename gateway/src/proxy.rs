@@ -25,7 +25,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::pool::{Dest, Pool, PoolConfig};
 use crate::reload::ReloadStats;
 use crate::respond::{self, Body, BoxError};
-use crate::routes::{Matched, PortRule, Route, ServiceName, Upstream, UriRule};
+use crate::routes::{Matched, PortRule, Route, ServiceName, Upstream};
 use crate::telemetry::{LogLimiter, LogPermit, redact_path, redact_uri};
 use crate::throttle::AuthThrottle;
 use crate::token::{Authenticator, RequestParts, Target, TokenDigest, digest_fingerprint};
@@ -110,10 +110,7 @@ impl Gateway {
         let reload_stats = ReloadStats::default();
         let metrics = Arc::new(Metrics::new(auth.clone(), Some(&reload_stats)));
         let auth_log = LogLimiter::new(config.log.auth_failure_lines_per_second);
-        let throttle = AuthThrottle::new(
-            config.abuse.auth_failures_per_ip,
-            config.abuse.auth_failure_window,
-        );
+        let throttle = AuthThrottle::from_config(&config.abuse);
         metrics.register(Box::new(throttle.throttled.clone()));
         let scheme = if config.tls.is_some() {
             "https"
@@ -239,7 +236,9 @@ impl Gateway {
         pool: &Arc<Pool>,
         outcome: &mut Outcome<'g>,
     ) -> Response<Body> {
-        let path = req.uri().path().to_owned();
+        let Ok(path) = crate::routes::RequestPath::parse(req.uri().path()) else {
+            return respond::bad_request();
+        };
         let Some(matched) = self.config.routes.find(&path) else {
             debug!(path = %redact_path(&path), "no route");
             return respond::not_found();
@@ -254,7 +253,7 @@ impl Gateway {
             }
             Upstream::Static => {
                 return match &self.config.static_dir {
-                    Some(dir) => static_files::serve(dir, &req).await,
+                    Some(dir) => static_files::serve(dir, &req, &path).await,
                     None => respond::not_found(),
                 };
             }
@@ -389,7 +388,8 @@ impl Gateway {
                     return Err(respond::not_found());
                 };
                 // A client over its failure budget gets no token work at all.
-                if let Some(retry_after) = self.throttle.check(peer.ip()) {
+                let client = self.throttle.client(peer.ip(), req.headers());
+                if let Some(retry_after) = self.throttle.check(client) {
                     debug!(route = %route.name, "client throttled after authentication failures");
                     outcome.refusal = Some("throttled");
                     return Err(respond::too_many_failures(retry_after));
@@ -407,7 +407,7 @@ impl Gateway {
                     Err(refusal) => {
                         debug!(route = %route.name, reason = refusal.reason(), "token refused");
                         self.auth.record_refusal(refusal);
-                        self.throttle.failure(peer.ip());
+                        self.throttle.refused(client, refusal);
                         outcome.refusal = Some(refusal.reason());
                         return Err(respond::refusal(refusal));
                     }
@@ -423,9 +423,7 @@ impl Gateway {
                         "token refused"
                     );
                     outcome.refusal = Some(refusal.reason());
-                    if refusal.status() == 401 {
-                        self.throttle.failure(peer.ip());
-                    }
+                    self.throttle.refused(client, refusal);
                     respond::refusal(refusal)
                 })?;
                 let port = match rule {
@@ -454,22 +452,7 @@ impl Gateway {
             }
             _ => return Err(respond::not_found()),
         };
-        let path = req.uri().path();
-        let with_query = |p: &str| match query {
-            Some(q) => format!("{p}?{q}"),
-            None => p.to_owned(),
-        };
-        let path_and_query = match &route.uri {
-            UriRule::Keep => with_query(path),
-            UriRule::Root => "/".to_owned(),
-            UriRule::Fixed(p) => p.clone(),
-            UriRule::StripPrefix(prefix) => {
-                let rest = path.strip_prefix(prefix.as_str()).unwrap_or(path);
-                let rest = rest.trim_start_matches('/');
-                with_query(&format!("/{rest}"))
-            }
-            UriRule::ContainerRest => with_query(&format!("/{}", matched.rest.unwrap_or(""))),
-        };
+        let path_and_query = matched.upstream_uri(req.uri());
         Ok(Plan {
             dial,
             named,

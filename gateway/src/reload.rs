@@ -19,7 +19,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::keys::KeyError;
+use zeroize::Zeroizing;
+
+use crate::keys::WARN_BELOW_BITS;
 use crate::token::{
     self, Authenticator, Keys, PayloadKey, PayloadPadding, SigningKey, TokenDigest,
 };
@@ -99,25 +101,47 @@ impl ReloadStats {
     }
 }
 
-/// A key as last read from disk: its bytes' digest and the parsed key's PEM text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Loaded {
+/// A key as last read from disk: the digest of the file's bytes and the key parsed from them
+/// (the file's text itself is wiped as soon as it is parsed).
+#[derive(Clone)]
+struct Loaded<K> {
     digest: TokenDigest,
-    pem: String,
+    key: K,
 }
 
 /// A signing key no longer on disk but still accepted until `until`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Retiring {
-    key: Loaded,
+    key: Loaded<SigningKey>,
     until: Instant,
 }
 
-#[derive(Debug, Default)]
+/// The reloader's view of the key files. `Debug` is written by hand: it names keys by
+/// fingerprint and size only.
+#[derive(Default)]
 struct State {
-    signing: Vec<Option<Loaded>>,
+    signing: Vec<Option<Loaded<SigningKey>>>,
+    /// Per signing file: whether its last read failed (to log when it recovers).
+    signing_failing: Vec<bool>,
     retiring: Vec<Retiring>,
-    payload: Option<Loaded>,
+    payload: Option<Loaded<PayloadKey>>,
+    payload_failing: bool,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let signing: Vec<Option<&SigningKey>> = self
+            .signing
+            .iter()
+            .map(|l| l.as_ref().map(|l| &l.key))
+            .collect();
+        let retiring: Vec<&SigningKey> = self.retiring.iter().map(|r| &r.key.key).collect();
+        f.debug_struct("State")
+            .field("signing", &signing)
+            .field("retiring", &retiring)
+            .field("payload", &self.payload.as_ref().map(|l| &l.key))
+            .finish_non_exhaustive()
+    }
 }
 
 /// What one [`KeyReloader::reload`] did.
@@ -141,16 +165,28 @@ pub struct KeyReloader {
     stats: ReloadStats,
 }
 
-fn read(path: &std::path::Path) -> Result<Loaded, String> {
-    let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
-    Ok(Loaded {
-        digest: token::digest(pem.as_bytes()),
-        pem,
-    })
+/// The bytes of a key file, wiped when dropped, and their digest.
+fn read(path: &std::path::Path) -> Result<(Zeroizing<Vec<u8>>, TokenDigest), String> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?);
+    let digest = token::digest(&bytes);
+    Ok((bytes, digest))
 }
 
-fn signing_key(loaded: &Loaded) -> Result<SigningKey, KeyError> {
-    SigningKey::from_pem(&loaded.pem)
+/// The text of a key file read by [`read`].
+fn text(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|_| "not a PEM file (not text)".to_owned())
+}
+
+/// Logs, once per newly loaded key, that it is below the recommended size.
+fn warn_if_small(path: &std::path::Path, kind: &str, bits: usize) {
+    if bits < WARN_BELOW_BITS {
+        tracing::warn!(
+            path = %path.display(),
+            key = kind,
+            bits,
+            "RSA key below 2048 bits accepted (abcdesktop's legacy default); make new keys with `keys-tool gen`"
+        );
+    }
 }
 
 impl KeyReloader {
@@ -164,6 +200,7 @@ impl KeyReloader {
     ) -> Self {
         let state = State {
             signing: vec![None; sources.signing.len()],
+            signing_failing: vec![false; sources.signing.len()],
             ..State::default()
         };
         KeyReloader {
@@ -190,17 +227,27 @@ impl KeyReloader {
         let mut changed = false;
         let mut failed = false;
 
-        for (slot, path) in state.signing.iter_mut().zip(&self.sources.signing) {
+        for ((slot, failing), path) in state
+            .signing
+            .iter_mut()
+            .zip(state.signing_failing.iter_mut())
+            .zip(&self.sources.signing)
+        {
             // Parse only what changed: unchanged bytes were parsed when they were read.
-            let fresh = read(path).and_then(|l| {
-                if slot.as_ref() == Some(&l) {
-                    return Ok(l);
+            let fresh = read(path).and_then(|(bytes, digest)| {
+                if slot.as_ref().is_some_and(|l| l.digest == digest) {
+                    return Ok(None);
                 }
-                signing_key(&l).map(|_| l).map_err(|e| e.to_string())
+                let key = SigningKey::from_pem(text(&bytes)?).map_err(|e| e.to_string())?;
+                Ok(Some(Loaded { digest, key }))
             });
             match fresh {
-                Ok(fresh) if slot.as_ref() == Some(&fresh) => {}
                 Ok(fresh) => {
+                    if std::mem::take(failing) {
+                        tracing::info!(path = %path.display(), "signing key file usable again");
+                    }
+                    let Some(fresh) = fresh else { continue };
+                    warn_if_small(path, "signing", fresh.key.bits());
                     if let Some(old) = slot.take() {
                         tracing::info!(path = %path.display(), overlap_s = self.overlap.as_secs(), "signing key rotated; previous key accepted during the overlap");
                         retire(&mut state.retiring, old, now + self.overlap);
@@ -210,27 +257,35 @@ impl KeyReloader {
                 }
                 Err(reason) => {
                     tracing::warn!(path = %path.display(), %reason, kept_previous = slot.is_some(), "signing key file unusable");
+                    *failing = true;
                     failed = true;
                 }
             }
         }
 
-        let payload = read(&self.sources.payload).and_then(|l| {
-            if state.payload.as_ref() == Some(&l) {
-                return Ok(l);
+        let path = &self.sources.payload;
+        let payload = read(path).and_then(|(bytes, digest)| {
+            if state.payload.as_ref().is_some_and(|l| l.digest == digest) {
+                return Ok(None);
             }
-            PayloadKey::from_pem(&l.pem, self.sources.padding)
-                .map(|_| l)
-                .map_err(|e| e.to_string())
+            let key = PayloadKey::from_pem(text(&bytes)?, self.sources.padding)
+                .map_err(|e| e.to_string())?;
+            Ok(Some(Loaded { digest, key }))
         });
         match payload {
-            Ok(fresh) if state.payload.as_ref() == Some(&fresh) => {}
             Ok(fresh) => {
-                state.payload = Some(fresh);
-                changed = true;
+                if std::mem::take(&mut state.payload_failing) {
+                    tracing::info!(path = %path.display(), "payload key file usable again");
+                }
+                if let Some(fresh) = fresh {
+                    warn_if_small(path, "payload", fresh.key.bits());
+                    state.payload = Some(fresh);
+                    changed = true;
+                }
             }
             Err(reason) => {
-                tracing::warn!(path = %self.sources.payload.display(), %reason, kept_previous = state.payload.is_some(), "payload key file unusable");
+                tracing::warn!(path = %path.display(), %reason, kept_previous = state.payload.is_some(), "payload key file unusable");
+                state.payload_failing = true;
                 failed = true;
             }
         }
@@ -240,9 +295,13 @@ impl KeyReloader {
         changed |= state.retiring.len() != before;
 
         if changed {
-            let keys = build_keys(state, self.sources.padding);
+            let keys = build_keys(state);
             self.stats.record_keys(&keys);
-            self.authenticator.replace_keys(keys);
+            // The first read at start usually finds the keys the gateway started with: keep
+            // them (and their warm payload key) rather than install equal ones.
+            if !same_keys(&keys, &self.authenticator.keys()) {
+                self.authenticator.replace_keys(keys);
+            }
         }
         if failed {
             self.stats.failures.inc();
@@ -279,29 +338,36 @@ impl KeyReloader {
     }
 }
 
-fn retire(retiring: &mut Vec<Retiring>, key: Loaded, until: Instant) {
-    retiring.retain(|r| r.key != key);
+fn retire(retiring: &mut Vec<Retiring>, key: Loaded<SigningKey>, until: Instant) {
+    retiring.retain(|r| r.key.digest != key.digest);
     retiring.push(Retiring { key, until });
 }
 
 /// The key set for `state`: current signing keys, then the retiring ones, then the payload key.
-/// Every PEM in `state` parsed when it was read, so a failure here cannot happen; it is
-/// skipped (and logged) rather than trusted.
-fn build_keys(state: &State, padding: PayloadPadding) -> Keys {
+fn build_keys(state: &State) -> Keys {
     let signing = state
         .signing
         .iter()
         .flatten()
         .chain(state.retiring.iter().map(|r| &r.key))
-        .filter_map(|l| {
-            signing_key(l)
-                .map_err(|e| tracing::error!(reason = %e, "a signing key that parsed before no longer parses"))
-                .ok()
-        })
+        .map(|l| l.key.clone())
         .collect();
-    let payload = state
-        .payload
-        .as_ref()
-        .and_then(|l| PayloadKey::from_pem(&l.pem, padding).ok());
+    let payload = state.payload.as_ref().map(|l| l.key.clone());
     Keys { signing, payload }
+}
+
+/// Whether `a` and `b` hold the same signing keys (as a set) and the same payload key.
+fn same_keys(a: &Keys, b: &Keys) -> bool {
+    let ids = |k: &Keys| {
+        let mut ids: Vec<_> = k.signing.iter().map(SigningKey::id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let payload_same = match (&a.payload, &b.payload) {
+        (Some(x), Some(y)) => x.same_key(y),
+        (None, None) => true,
+        _ => false,
+    };
+    payload_same && ids(a) == ids(b)
 }

@@ -6,6 +6,10 @@
 //! and whether it may carry a WebSocket. `[routes.<name>]` in the config overrides a route's
 //! port, timeouts, body limit, or disables it.
 //!
+//! Routes match on the path as nginx normalizes it ([`RequestPath`]: escapes decoded, slashes
+//! merged, `.`/`..` resolved, what nginx refuses refused), and [`Matched::upstream_uri`] builds
+//! the URI nginx would send for each route's `proxy_pass` form (module `normalize`).
+//!
 //! Matching follows nginx (§1.1): exact locations first; otherwise the longest prefix is
 //! remembered; then regexes are tried in table order and the first match wins over that
 //! prefix (no abcdesktop location uses `^~`). The `/container` and `/terminals/x/size`
@@ -26,6 +30,10 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::token::TokenSource;
+
+mod normalize;
+
+pub use normalize::{InvalidPath, RequestPath};
 
 /// The pod's service ports: pulseaudio, websockify and 29780–29790 (§1.6).
 pub const DEFAULT_CONTAINER_PORTS: [u16; 13] = [
@@ -313,7 +321,8 @@ fn builtin(static_site: bool) -> Result<Vec<Route>, (String, String)> {
         .headers(Proxy),
         Spec::new(
             "container-port",
-            regex(r"/container/(?P<port>[0-9]+)$")?,
+            // PCRE's `$` also matches before a final newline (an escaped `%0A`).
+            regex(r"/container/(?P<port>[0-9]+)\n?\z")?,
             Upstream::Desktop(PortRule::FromPath),
         )
         .token(Header)

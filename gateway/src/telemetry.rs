@@ -65,8 +65,22 @@ pub fn redact_uri(path: &str, query: Option<&str>) -> String {
 }
 
 /// The path with the segment after every `/container/` redacted (the original's container
-/// rules match anywhere in the path, so a token segment may appear anywhere).
+/// rules match anywhere in the path, so a token segment may appear anywhere). Routes match on
+/// the normalized path, so `/%63ontainer/<jwt>/…` or `//container//<jwt>` reach the container
+/// routes too: a path whose normalized form holds `/container/` and differs from it is shown
+/// normalized (and redacted), never as written.
+/// A path nginx would refuse (400) is shown as written only without escapes.
 pub fn redact_path(path: &str) -> String {
+    match crate::routes::RequestPath::parse(path) {
+        Ok(normalized) if normalized.as_str() != path && normalized.contains("/container/") => {
+            redact_container_segments(normalized.as_str())
+        }
+        Err(_) if path.contains('%') => REDACTED.to_owned(),
+        _ => redact_container_segments(path),
+    }
+}
+
+fn redact_container_segments(path: &str) -> String {
     const MARK: &str = "/container/";
     let mut out = String::with_capacity(path.len());
     let mut rest = path;
@@ -175,6 +189,27 @@ mod tests {
         );
         assert_eq!(redact_uri("/spawner/getenv", None), "/spawner/getenv");
         assert_eq!(redact_uri("/spawner/getenv", Some("")), "/spawner/getenv");
+    }
+
+    #[test]
+    fn container_tokens_spelled_otherwise_are_redacted_too() {
+        // Each of these reaches a container route once normalized.
+        assert_eq!(
+            redact_path("/%63ontainer/eyJ.a.b/6081/x"),
+            "/container/[redacted]/6081/x"
+        );
+        assert_eq!(
+            redact_path("//container//eyJ.a.b/6081"),
+            "/container/[redacted]/6081"
+        );
+        assert_eq!(
+            redact_path("/x/../container/eyJ%2Ea.b/6081/y"),
+            "/container/[redacted]/6081/y"
+        );
+        // Refused paths with escapes are not shown at all; others as written.
+        assert_eq!(redact_path("/%63ontainer/eyJ.a.b/%zz"), REDACTED);
+        assert_eq!(redact_path("/../x"), "/../x");
+        assert_eq!(redact_path("/%73pawner/x"), "/%73pawner/x");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - the cache holds SHA-256 digests of tokens, never tokens.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -30,7 +31,7 @@ pub mod target;
 pub use cache::{CacheConfig, TokenDigest};
 pub use error::Refusal;
 pub use extract::{RequestParts, TokenSource};
-pub use jws::{Claims, SigningKey};
+pub use jws::{Claims, KeyId, SigningKey};
 pub use payload::{PayloadKey, PayloadMode, PayloadPadding};
 pub use target::{Target, TargetPolicy};
 
@@ -100,6 +101,8 @@ pub struct AuthStats {
     pub verifications: IntCounter,
     /// `hash` decryptions attempted.
     pub decryptions: IntCounter,
+    /// Throw-away decryptions that warmed a payload key when it was loaded.
+    pub warmups: IntCounter,
     /// Requests answered from the positive cache.
     pub cache_hits: IntCounter,
     /// Requests that went through the pipeline (or waited on a concurrent one).
@@ -143,6 +146,10 @@ impl Default for AuthStats {
             decryptions: counter(
                 "gateway_token_decryptions_total",
                 "hash claim decryptions performed.",
+            ),
+            warmups: counter(
+                "gateway_token_key_warmups_total",
+                "Throw-away payload-key decryptions done when a payload key is loaded.",
             ),
             cache_hits: counter(
                 "gateway_token_cache_hits_total",
@@ -189,6 +196,7 @@ impl AuthStats {
         vec![
             Box::new(self.verifications.clone()),
             Box::new(self.decryptions.clone()),
+            Box::new(self.warmups.clone()),
             Box::new(self.cache_hits.clone()),
             Box::new(self.cache_misses.clone()),
             Box::new(self.negative_hits.clone()),
@@ -211,6 +219,8 @@ pub struct Checked {
     pub claims: Claims,
     /// The validated desktop address.
     pub target: Target,
+    /// The signing key that verified it.
+    pub signed_by: KeyId,
 }
 
 /// The uncached pipeline: bound, shape, algorithm, signature, claims, decryption, target.
@@ -235,7 +245,7 @@ pub fn check(
     stats
         .verify_seconds
         .observe(started.elapsed().as_secs_f64());
-    verified?;
+    let signed_by = verified?;
     let claims = jws::check_claims(&segments, now, config.leeway)?;
     // Only now, with the signature verified, may the ciphertext reach the payload key.
     let payload = keys.payload.as_ref().ok_or(Refusal::KeyUnavailable)?;
@@ -247,16 +257,33 @@ pub fn check(
         .observe(started.elapsed().as_secs_f64());
     let plaintext = plaintext?;
     let target = config.target.validate(&plaintext)?;
-    Ok(Checked { claims, target })
+    Ok(Checked {
+        claims,
+        target,
+        signed_by,
+    })
 }
 
 /// The cached pipeline the proxy calls on every authenticated request.
 pub struct Authenticator {
     config: AuthConfig,
     keys: ArcSwap<Keys>,
+    /// Bumped after every key change; a refusal computed under an older value is neither
+    /// remembered nor handed to a request that arrived after the change.
+    generation: AtomicU64,
     cache: TargetCache,
     stats: AuthStats,
 }
+
+/// A refusal and the key generation it was computed under.
+#[derive(Clone, Copy)]
+struct Computed {
+    refusal: Refusal,
+    generation: u64,
+}
+
+/// Attempts of one request when the refusal it got came from keys replaced meanwhile.
+const STALE_RETRIES: usize = 3;
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -268,23 +295,45 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// A pipeline with empty caches.
+    /// A pipeline with empty caches; the payload key is warmed up before this returns.
     pub fn new(config: AuthConfig, keys: Keys) -> Self {
         let stats = AuthStats::default();
         let cache = TargetCache::new(&config.cache, stats.evictions.clone());
-        Authenticator {
+        let auth = Authenticator {
             config,
-            keys: ArcSwap::from_pointee(keys),
+            keys: ArcSwap::from_pointee(Keys::default()),
+            generation: AtomicU64::new(0),
             cache,
             stats,
-        }
+        };
+        auth.warm_up(&keys);
+        auth.keys.store(Arc::new(keys));
+        auth
     }
 
-    /// Installs new keys atomically; requests in flight finish with the keys they started
-    /// with. Remembered refusals are forgotten (a token refused under the old keys may pass).
-    pub fn replace_keys(&self, keys: Keys) {
+    /// Installs new keys atomically, a new payload key warmed up first; requests in flight
+    /// finish with the keys they started with. Cached targets verified by a signing key that is
+    /// gone are no longer served; remembered refusals are forgotten (a token refused under the
+    /// old keys may pass), including those of verifications still running on the old keys.
+    pub fn replace_keys(&self, mut keys: Keys) {
+        let current = self.keys.load_full();
+        match (&current.payload, &mut keys.payload) {
+            // The same key read again: keep the warm copy already in use.
+            (Some(old), Some(new)) if old.same_key(new) => *new = old.clone(),
+            _ => self.warm_up(&keys),
+        }
+        // Order matters: keys, then generation, then the negative cache (see `refuse`).
         self.keys.store(Arc::new(keys));
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.forget_refusals();
+    }
+
+    /// One throw-away decryption with the payload key (counted in `warmups`).
+    fn warm_up(&self, keys: &Keys) {
+        if let Some(payload) = &keys.payload {
+            self.stats.warmups.inc();
+            payload.warm_up();
+        }
     }
 
     /// The keys in use.
@@ -350,42 +399,74 @@ impl Authenticator {
         digest: TokenDigest,
         now: i64,
     ) -> Result<Target, Refusal> {
-        if let Some(target) = self.cache.get(&digest, now).await {
-            self.stats.cache_hits.inc();
-            self.stats.outcome("cache_hit");
-            return Ok(target);
-        }
-        if let Some(refusal) = self.cache.refused(&digest) {
-            self.stats.negative_hits.inc();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // Generation before keys: a refusal labelled with a generation was computed with
+            // those keys or newer ones (`replace_keys` stores the keys first).
+            let generation = self.generation.load(Ordering::SeqCst);
+            let keys = self.keys.load_full();
+            if let Some(target) = self.cache.get(&digest, now, &keys.signing).await {
+                self.stats.cache_hits.inc();
+                self.stats.outcome("cache_hit");
+                return Ok(target);
+            }
+            if let Some(refusal) = self.cache.refused(&digest) {
+                self.stats.negative_hits.inc();
+                self.stats.outcome(refusal.reason());
+                return Err(refusal);
+            }
+            if attempt == 1 {
+                self.stats.cache_misses.inc();
+            }
+            // Concurrent misses on one digest wait for this one computation (moka
+            // single-flight); its refusal, if any, is handed to every waiter without being
+            // cached there.
+            let computed = self
+                .cache
+                .positive
+                .try_get_with(digest, async {
+                    let refuse = |refusal| Computed {
+                        refusal,
+                        generation,
+                    };
+                    let checked =
+                        check(token, &keys, &self.config, now, &self.stats).map_err(refuse)?;
+                    let ttl = self.config.cache.ttl(checked.claims.exp, now);
+                    let entry = Entry::new(checked.target, checked.signed_by, now, ttl);
+                    Ok::<_, Computed>(Arc::new(entry))
+                })
+                .await;
+            let computed = match computed {
+                Ok(entry) => {
+                    self.stats.outcome("accepted");
+                    return Ok(entry.target.clone());
+                }
+                Err(computed) => *computed,
+            };
+            // Keys changed since that computation started: it may have refused what the new
+            // keys accept, so it is not this request's answer.
+            if computed.generation != self.generation.load(Ordering::SeqCst)
+                && attempt < STALE_RETRIES
+            {
+                continue;
+            }
+            let refusal = computed.refusal;
             self.stats.outcome(refusal.reason());
+            if refusal.is_permanent() {
+                self.refuse(digest, refusal, computed.generation);
+            }
             return Err(refusal);
         }
-        self.stats.cache_misses.inc();
-        // Concurrent misses on one digest wait for this one computation (moka single-flight);
-        // its refusal, if any, is handed to every waiter without being cached there.
-        let computed = self
-            .cache
-            .positive
-            .try_get_with(digest, async {
-                let keys = self.keys.load();
-                let checked = check(token, &keys, &self.config, now, &self.stats)?;
-                let ttl = self.config.cache.ttl(checked.claims.exp, now);
-                Ok::<_, Refusal>(Arc::new(Entry::new(checked.target, now, ttl)))
-            })
-            .await;
-        match computed {
-            Ok(entry) => {
-                self.stats.outcome("accepted");
-                Ok(entry.target.clone())
-            }
-            Err(refusal) => {
-                let refusal = *refusal;
-                self.stats.outcome(refusal.reason());
-                if refusal.is_permanent() {
-                    self.cache.remember_refusal(digest, refusal);
-                }
-                Err(refusal)
-            }
+    }
+
+    /// Remembers a refusal computed under key `generation`, unless the keys changed since:
+    /// `replace_keys` bumps the generation before it clears the negative cache, so either the
+    /// clearing comes after this insert, or the generation read after it has moved.
+    fn refuse(&self, digest: TokenDigest, refusal: Refusal, generation: u64) {
+        self.cache.remember_refusal(digest, refusal);
+        if self.generation.load(Ordering::SeqCst) != generation {
+            self.cache.forget_refusal(&digest);
         }
     }
 }

@@ -26,9 +26,8 @@ fn write_generation(root: &Path, generation: u32, pem: &str) {
     std::fs::rename(&tmp, root.join("..data")).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotating_the_signing_key_fails_no_request_during_the_overlap() {
-    let desktop = Desktop::http().await;
+/// A signing Secret volume holding the tests' signing key as generation 1.
+fn signing_volume() -> tempfile::TempDir {
     let volume = tempfile::tempdir().unwrap();
     let root = volume.path();
     write_generation(
@@ -41,21 +40,46 @@ async fn rotating_the_signing_key_fails_no_request_during_the_overlap() {
         root.join(SIGNING_FILE),
     )
     .unwrap();
+    volume
+}
 
-    let mut file = file_config(desktop.port_map());
-    file.keys = FileKeys {
-        signing_public_key: Some(root.join(SIGNING_FILE)),
-        reload_interval: Some(Duration::from_millis(20)),
-        ..file.keys
-    };
-    let running = Arc::new(spawn_run(file).await);
-
-    // The new signing pair; pyos would sign with it after the rotation (same payload key).
+/// A new signing pair, as after a rotation, and a minter pyos would sign with (same payload key).
+fn new_signing_pair() -> (keygen::GeneratedPair, Minter) {
     let new_signing = keygen::generate_pair(PAIRS[1], 1024).unwrap();
     let payload_public =
         std::fs::read_to_string(KEYS.dir.path().join(PAIRS[0].public_file)).unwrap();
-    let new_minter =
+    let minter =
         Minter::from_pem(&new_signing.private_pem, &payload_public, MintMode::Pkcs1).unwrap();
+    (new_signing, minter)
+}
+
+/// The tests' config with the signing key read from the volume at `root` every `interval`.
+fn watching(
+    desktop: &Desktop,
+    root: &Path,
+    interval: Duration,
+    overlap: Option<Duration>,
+) -> gateway::config::FileConfig {
+    let mut file = file_config(desktop.port_map());
+    file.keys = FileKeys {
+        signing_public_key: Some(root.join(SIGNING_FILE)),
+        reload_interval: Some(interval),
+        signing_overlap: overlap,
+        ..file.keys
+    };
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_signing_key_fails_no_request_during_the_overlap() {
+    let desktop = Desktop::http().await;
+    let volume = signing_volume();
+    let root = volume.path();
+    let file = watching(&desktop, root, Duration::from_millis(20), None);
+    let running = Arc::new(spawn_run(file).await);
+
+    // The new signing pair; pyos would sign with it after the rotation (same payload key).
+    let (new_signing, new_minter) = new_signing_pair();
     // Fresh tokens, each new to the cache, so each request really verifies.
     let old_tokens: Vec<String> = (0..80)
         .map(|i| KEYS.minter.mint("127.0.0.1", now() - i, 600).unwrap())
@@ -137,4 +161,61 @@ async fn rotating_the_signing_key_fails_no_request_during_the_overlap() {
         get(&running.url("/spawner/getenv"), Some(&fresh)).await.0,
         200
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payload_key_is_warm_before_readyz_first_answers() {
+    let desktop = Desktop::http().await;
+    let mut running = spawn_run(file_config(desktop.port_map())).await;
+    // Before any request: ready, and the payload key already did its throw-away decryption
+    // (the key reloader's first read finds the same key and keeps the warm copy).
+    let (status, _, _) = get(&running.admin_url("/readyz"), None).await;
+    assert_eq!(status, 200);
+    let before = scrape(&running).await;
+    assert_eq!(
+        sample(&before, "gateway_token_key_warmups_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&before, "gateway_token_decryptions_total"),
+        Some(0.0)
+    );
+    let (status, _, _) = get(&running.url("/spawner/x"), Some(&token())).await;
+    assert_eq!(status, 200);
+    let after = scrape(&running).await;
+    assert_eq!(sample(&after, "gateway_token_decryptions_total"), Some(1.0));
+    assert_eq!(sample(&after, "gateway_token_key_warmups_total"), Some(1.0));
+    running.signal().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_without_overlap_revokes_cached_tokens_within_a_reload_interval() {
+    const INTERVAL: Duration = Duration::from_millis(50);
+    let desktop = Desktop::http().await;
+    let volume = signing_volume();
+    let root = volume.path();
+    let running = spawn_run(watching(&desktop, root, INTERVAL, Some(Duration::ZERO))).await;
+
+    // A token of the old key, cached by its first request.
+    let old = token();
+    let url = running.url("/spawner/getenv");
+    assert_eq!(get(&url, Some(&old)).await.0, 200);
+    assert_eq!(get(&url, Some(&old)).await.0, 200);
+
+    let (new_signing, new_minter) = new_signing_pair();
+    let new = new_minter.mint("127.0.0.1", now(), 600).unwrap();
+    write_generation(root, 2, &new_signing.public_pem);
+    let written = tokio::time::Instant::now();
+    // The new key's token passes once the reloader ran...
+    while get(&url, Some(&new)).await.0 != 200 {
+        assert!(
+            written.elapsed() < Duration::from_secs(5),
+            "rotation never picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ...and from that same reload on, the old key's cached token is refused, not served
+    // from the cache until its expiry.
+    assert_eq!(get(&url, Some(&old)).await.0, 401);
+    assert_eq!(get(&url, Some(&new)).await.0, 200);
 }

@@ -276,3 +276,204 @@ async fn no_request_fails_while_the_signing_key_rotates_under_load() {
     watcher.await.unwrap();
     assert_eq!(failures.load(Ordering::Relaxed), 0);
 }
+
+/// Tokens signed by `signer`'s signing key for `payload`'s payload key.
+fn minter(signer: &KeyDir, payload: &KeyDir) -> gateway::mint::Minter {
+    gateway::mint::Minter::from_pem(
+        &signer.read(SIGNING_PRIVATE),
+        &payload.read(PAYLOAD_PUBLIC),
+        MintMode::Pkcs1,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_rotation_without_overlap_revokes_the_cached_targets_of_the_old_key() {
+    let a = KeyDir::keygen(1024);
+    let b = KeyDir::keygen(1024);
+    let mut s = setup(&a, Duration::ZERO);
+    assert_eq!(s.reloader.reload(), ReloadOutcome::Installed);
+    let old = fresh(&a, "10.4.0.1");
+    assert_eq!(s.auth.authenticate(&old, now()).await, Ok(ip("10.4.0.1")));
+    let verified = s.auth.stats().verifications.get();
+    assert_eq!(s.auth.authenticate(&old, now()).await, Ok(ip("10.4.0.1")));
+    assert_eq!(s.auth.stats().verifications.get(), verified, "a cache hit");
+
+    // One reload after the signing Secret changed: the old key and what it verified are gone.
+    s.signing
+        .update(&[(SIGNING_PUBLIC, b.read(SIGNING_PUBLIC))]);
+    assert_eq!(s.reloader.reload(), ReloadOutcome::Installed);
+    assert_eq!(
+        s.auth.authenticate(&old, now()).await,
+        Err(Refusal::BadSignature)
+    );
+    let new = minter(&b, &a).mint("10.4.0.2", now(), 420).unwrap();
+    assert_eq!(s.auth.authenticate(&new, now()).await, Ok(ip("10.4.0.2")));
+}
+
+#[tokio::test]
+async fn removing_an_extra_signing_key_revokes_its_tokens_and_keeps_the_others_cached() {
+    let a = KeyDir::keygen(1024);
+    let x = KeyDir::keygen(1024);
+    let y = KeyDir::keygen(1024);
+    let s = setup(&a, Duration::ZERO);
+    let mut extra = SecretVolume::new(
+        &s._tmp.path().join("config.extra"),
+        &[(SIGNING_PUBLIC, x.read(SIGNING_PUBLIC))],
+    );
+    let sources = KeySources {
+        signing: vec![
+            s.signing.root.join(SIGNING_PUBLIC),
+            extra.root.join(SIGNING_PUBLIC),
+        ],
+        payload: s.payload.root.join(PAYLOAD_PRIVATE),
+        padding: PayloadPadding::Pkcs1,
+    };
+    let reloader = KeyReloader::new(
+        sources,
+        Duration::ZERO,
+        s.auth.clone(),
+        ReloadStats::default(),
+    );
+    assert_eq!(reloader.reload(), ReloadOutcome::Installed);
+    let by_a = fresh(&a, "10.5.0.1");
+    let by_x = minter(&x, &a).mint("10.5.0.2", now(), 420).unwrap();
+    assert_eq!(s.auth.authenticate(&by_a, now()).await, Ok(ip("10.5.0.1")));
+    assert_eq!(s.auth.authenticate(&by_x, now()).await, Ok(ip("10.5.0.2")));
+
+    // The extra file now holds another key: x is no longer configured.
+    extra.update(&[(SIGNING_PUBLIC, y.read(SIGNING_PUBLIC))]);
+    assert_eq!(reloader.reload(), ReloadOutcome::Installed);
+    let verified = s.auth.stats().verifications.get();
+    assert_eq!(
+        s.auth.authenticate(&by_x, now()).await,
+        Err(Refusal::BadSignature)
+    );
+    assert_eq!(s.auth.authenticate(&by_a, now()).await, Ok(ip("10.5.0.1")));
+    assert_eq!(
+        s.auth.stats().verifications.get(),
+        verified + 1,
+        "only x's token was verified again; a's came from the cache"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_refusal_outlives_a_rotation_under_concurrent_load() {
+    const ROUNDS: usize = 12;
+    const TOKENS: usize = 96;
+    const CLIENTS: usize = 4;
+    let dirs = [KeyDir::keygen(1024), KeyDir::keygen(1024)];
+    let mut s = setup(&dirs[0], Duration::ZERO);
+    assert_eq!(s.reloader.reload(), ReloadOutcome::Installed);
+    let minters = [minter(&dirs[0], &dirs[0]), minter(&dirs[1], &dirs[0])];
+    let mut stale = Vec::new();
+    for round in 0..ROUNDS {
+        // Each round rotates to the other key; its tokens are new and signed by that key, so
+        // the clients verify them (and are refused) while the rotation happens.
+        let next = (round + 1) % 2;
+        let tokens: Arc<Vec<String>> = Arc::new(
+            (0..TOKENS)
+                .map(|i| {
+                    let target = format!("10.{}.{}.{}", 6 + round, i / 200, i % 200);
+                    minters[next].mint(&target, now(), 420).unwrap()
+                })
+                .collect(),
+        );
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let (auth, tokens) = (s.auth.clone(), tokens.clone());
+                tokio::spawn(async move {
+                    for i in 0..TOKENS {
+                        let token = &tokens[(i + c * TOKENS / CLIENTS) % TOKENS];
+                        let _ = auth.authenticate(token, now()).await;
+                    }
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        s.signing
+            .update(&[(SIGNING_PUBLIC, dirs[next].read(SIGNING_PUBLIC))]);
+        assert_eq!(s.reloader.reload(), ReloadOutcome::Installed);
+        for client in clients {
+            client.await.unwrap();
+        }
+        // The rotation is over: every token of the new key passes, none refused from memory.
+        for (i, token) in tokens.iter().enumerate() {
+            if let Err(refusal) = s.auth.authenticate(token, now()).await {
+                stale.push(format!("round {round}, token {i}: {refusal:?}"));
+            }
+        }
+    }
+    assert!(stale.is_empty(), "refused after the rotation: {stale:?}");
+}
+
+#[tokio::test]
+async fn the_payload_key_is_warmed_when_loaded_and_when_it_changes() {
+    let a = KeyDir::keygen(1024);
+    let b = KeyDir::keygen(1024);
+    // Loaded at start (as `Gateway::new` does): warmed before any request.
+    let auth = Authenticator::new(test_config(), a.gateway_keys(PayloadPadding::Pkcs1));
+    assert_eq!(auth.stats().warmups.get(), 1);
+    assert_eq!(auth.stats().decryptions.get(), 0);
+
+    let mut s = setup(&a, Duration::from_secs(600));
+    assert_eq!(s.auth.stats().warmups.get(), 0, "no payload key yet");
+    assert_eq!(s.reloader.reload(), ReloadOutcome::Installed);
+    assert_eq!(s.auth.stats().warmups.get(), 1, "warmed when installed");
+    // A signing-only change keeps the warm payload key.
+    s.signing
+        .update(&[(SIGNING_PUBLIC, b.read(SIGNING_PUBLIC))]);
+    assert_eq!(s.reloader.reload(), ReloadOutcome::Installed);
+    assert_eq!(s.auth.stats().warmups.get(), 1);
+    // A new payload key is warmed before it serves.
+    s.payload
+        .update(&[(PAYLOAD_PRIVATE, b.read(PAYLOAD_PRIVATE))]);
+    assert_eq!(s.reloader.reload(), ReloadOutcome::Installed);
+    assert_eq!(s.auth.stats().warmups.get(), 2);
+    assert_eq!(
+        s.auth.stats().decryptions.get(),
+        0,
+        "no request decrypted anything"
+    );
+}
+
+#[test]
+fn small_keys_are_logged_once_with_their_path_and_a_recovered_payload_key_is_logged() {
+    let a = KeyDir::keygen(1024);
+    let b = KeyDir::keygen(1024);
+    let mut s = setup(&a, Duration::from_secs(600));
+    let log_path = s._tmp.path().join("gateway.log");
+    let file = std::fs::File::create(&log_path).unwrap();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .finish();
+    let log = || std::fs::read_to_string(&log_path).unwrap();
+    let count = |what: &str| log().lines().filter(|l| l.contains(what)).count();
+    tracing::subscriber::with_default(subscriber, || {
+        assert_eq!(s.reloader.reload(), ReloadOutcome::Installed);
+        assert_eq!(count("below 2048 bits"), 2, "signing and payload key");
+        assert_eq!(count(SIGNING_PUBLIC), 1);
+        assert_eq!(count(PAYLOAD_PRIVATE), 1);
+        assert_eq!(s.reloader.reload(), ReloadOutcome::Unchanged);
+        s.signing
+            .update(&[(SIGNING_PUBLIC, b.read(SIGNING_PUBLIC))]);
+        assert_eq!(s.reloader.reload(), ReloadOutcome::Installed);
+        assert_eq!(count("below 2048 bits"), 3, "only the new key again");
+
+        let good = a.read(PAYLOAD_PRIVATE);
+        s.payload
+            .update(&[(PAYLOAD_PRIVATE, "not a key".to_owned())]);
+        assert_eq!(s.reloader.reload(), ReloadOutcome::Failed);
+        assert_eq!(count("payload key file unusable"), 1);
+        assert_eq!(count("usable again"), 0);
+        s.payload.update(&[(PAYLOAD_PRIVATE, good)]);
+        assert_eq!(s.reloader.reload(), ReloadOutcome::Unchanged);
+        assert_eq!(count("payload key file usable again"), 1);
+        assert_eq!(
+            count("below 2048 bits"),
+            3,
+            "the same key back: nothing new"
+        );
+    });
+}

@@ -46,12 +46,13 @@ fn resolve(dir: &Path, path: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Serves one request from `dir`.
-pub(super) async fn serve<B>(dir: &Path, req: &Request<B>) -> Response<Body> {
+/// Serves one request from `dir`; `path` is the request's path as nginx normalizes it
+/// (decoded, `.` and `..` resolved), so the file is the one nginx's `root` would serve.
+pub(super) async fn serve<B>(dir: &Path, req: &Request<B>, path: &str) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return respond::text(StatusCode::METHOD_NOT_ALLOWED, "405 Not Allowed\n");
     }
-    let Some(mut path) = resolve(dir, req.uri().path()) else {
+    let Some(mut path) = resolve(dir, path) else {
         return respond::not_found();
     };
     if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir()) {

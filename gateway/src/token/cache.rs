@@ -7,12 +7,16 @@
 //! - the entry count is bounded (100 000 by default; least-recently-used entries go first);
 //! - concurrent misses on one token share one verification and decryption (single-flight);
 //! - refusals that will not change (bad signature, expired, …) are remembered briefly in a
-//!   separate, smaller negative cache, so a flood of one bad token costs one verification.
+//!   separate, smaller negative cache, so a flood of one bad token costs one verification;
+//! - an entry remembers which signing key verified it and is served only while that key is
+//!   still configured: removing a key (a rotation's overlap ending, a compromised key pulled)
+//!   revokes what it verified at once, at the cost of comparing one key identity per hit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Refusal, Target};
+use super::jws::KeyId;
+use super::{Refusal, SigningKey, Target};
 
 /// SHA-256 of a token: the only form in which a token is ever stored.
 pub type TokenDigest = [u8; 32];
@@ -72,16 +76,19 @@ impl CacheConfig {
 pub(crate) struct Entry {
     pub(crate) target: Target,
     pub(crate) valid_until: i64,
+    /// The signing key that verified the token.
+    signed_by: KeyId,
     ttl: Duration,
 }
 
 impl Entry {
-    pub(crate) fn new(target: Target, now: i64, ttl: Option<Duration>) -> Self {
+    pub(crate) fn new(target: Target, signed_by: KeyId, now: i64, ttl: Option<Duration>) -> Self {
         let ttl = ttl.unwrap_or(Duration::ZERO);
         let valid_until = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
         Entry {
             target,
             valid_until,
+            signed_by,
             ttl,
         }
     }
@@ -138,10 +145,15 @@ impl TargetCache {
         TargetCache { positive, negative }
     }
 
-    /// A cached target still valid at `now`.
-    pub(crate) async fn get(&self, digest: &TokenDigest, now: i64) -> Option<Target> {
+    /// A cached target still valid at `now` and verified by one of `signing`.
+    pub(crate) async fn get(
+        &self,
+        digest: &TokenDigest,
+        now: i64,
+        signing: &[SigningKey],
+    ) -> Option<Target> {
         let entry = self.positive.get(digest).await?;
-        if now < entry.valid_until {
+        if now < entry.valid_until && signing.iter().any(|k| k.id() == entry.signed_by) {
             Some(entry.target.clone())
         } else {
             self.positive.invalidate(digest).await;
@@ -156,6 +168,13 @@ impl TargetCache {
     pub(crate) fn remember_refusal(&self, digest: TokenDigest, refusal: Refusal) {
         if let Some(negative) = &self.negative {
             negative.insert(digest, refusal);
+        }
+    }
+
+    /// Forgets the refusal of one token.
+    pub(crate) fn forget_refusal(&self, digest: &TokenDigest) {
+        if let Some(negative) = &self.negative {
+            negative.invalidate(digest);
         }
     }
 
@@ -193,11 +212,17 @@ mod tests {
     fn entry_validity_follows_its_ttl() {
         let e = Entry::new(
             Target::Name("a.svc.cluster.local".into()),
+            [0; 32],
             100,
             Some(Duration::from_secs(5)),
         );
         assert_eq!(e.valid_until, 105);
-        let e = Entry::new(Target::Name("a.svc.cluster.local".into()), 100, None);
+        let e = Entry::new(
+            Target::Name("a.svc.cluster.local".into()),
+            [0; 32],
+            100,
+            None,
+        );
         assert_eq!(e.valid_until, 100);
     }
 }

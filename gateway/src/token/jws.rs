@@ -24,10 +24,16 @@ const B64URL: GeneralPurpose = GeneralPurpose::new(
 /// The only algorithm a desktop token may use.
 pub const ALGORITHM: &str = "RS256";
 
-/// A public key that verifies desktop tokens, parsed once at load.
+/// Identity of a signing key: the SHA-256 of its PKCS#1 DER. The target cache remembers which
+/// key verified each entry, so that removing a key revokes what it verified.
+pub type KeyId = [u8; 32];
+
+/// A public key that verifies desktop tokens, parsed once at load. Clones share the parsed key.
+#[derive(Clone)]
 pub struct SigningKey {
     key: ParsedPublicKey,
     bits: usize,
+    id: KeyId,
     fingerprint: String,
 }
 
@@ -56,6 +62,7 @@ impl SigningKey {
         Ok(SigningKey {
             key,
             bits: public.bits,
+            id: super::digest(&public.pkcs1_der),
             fingerprint: super::fingerprint(&public.pkcs1_der),
         })
     }
@@ -68,6 +75,11 @@ impl SigningKey {
     /// First 8 hex digits of the SHA-256 of the key's PKCS#1 DER: safe to log.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// The key's identity (see [`KeyId`]).
+    pub fn id(&self) -> KeyId {
+        self.id
     }
 
     fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
@@ -158,14 +170,13 @@ pub fn check_header(segments: &Segments<'_>) -> Result<(), Refusal> {
 }
 
 /// Verifies the signature against each key in turn (rotation: any key may have signed).
-pub fn check_signature(segments: &Segments<'_>, keys: &[SigningKey]) -> Result<(), Refusal> {
+pub fn check_signature(segments: &Segments<'_>, keys: &[SigningKey]) -> Result<KeyId, Refusal> {
     let signature = decode_segment(segments.signature)?;
     let message = segments.signing_input.as_bytes();
-    if keys.iter().any(|k| k.verifies(message, &signature)) {
-        Ok(())
-    } else {
-        Err(Refusal::BadSignature)
-    }
+    keys.iter()
+        .find(|k| k.verifies(message, &signature))
+        .map(SigningKey::id)
+        .ok_or(Refusal::BadSignature)
 }
 
 fn seconds(value: &serde_json::Value) -> Result<i64, Refusal> {

@@ -10,6 +10,8 @@
 //!
 //! Callers decrypt only what a verified signature covers (see [`super::Authenticator`]).
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::Deserialize;
@@ -74,12 +76,23 @@ impl PayloadMode {
     }
 }
 
-/// The key that decrypts `hash` claims.
-#[derive(Debug)]
+/// The key that decrypts `hash` claims. Clones share the key held by AWS-LC.
+#[derive(Clone)]
 pub struct PayloadKey {
-    rsa: LcRsa,
+    rsa: Arc<LcRsa>,
     mode: PayloadMode,
     bits: usize,
+    /// SHA-256 of the key's PKCS#1 DER: tells two loads of one key apart from a new key.
+    id: [u8; 32],
+}
+
+impl std::fmt::Debug for PayloadKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadKey")
+            .field("mode", &self.mode)
+            .field("bits", &self.bits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PayloadKey {
@@ -96,9 +109,10 @@ impl PayloadKey {
                 oaep => PayloadMode::PrivateOaep(oaep),
             };
             Ok(PayloadKey {
-                rsa,
+                rsa: Arc::new(rsa),
                 mode,
                 bits: private.bits,
+                id: super::digest(private.pkcs1_der.as_bytes()),
             })
         } else {
             if padding != PayloadPadding::Pkcs1 {
@@ -107,9 +121,10 @@ impl PayloadKey {
             let public = keys::read_public(text)?;
             let rsa = LcRsa::public_from_pkcs1_der(&public.pkcs1_der).ok_or(KeyError::Backend)?;
             Ok(PayloadKey {
-                rsa,
+                rsa: Arc::new(rsa),
                 mode: PayloadMode::PublicRecover,
                 bits: public.bits,
+                id: super::digest(&public.pkcs1_der),
             })
         }
     }
@@ -122,6 +137,28 @@ impl PayloadKey {
     /// Modulus size in bits.
     pub fn bits(&self) -> usize {
         self.bits
+    }
+
+    /// Whether `other` is the same key used the same way (e.g. the same file read twice).
+    pub fn same_key(&self, other: &PayloadKey) -> bool {
+        self.id == other.id && self.mode == other.mode
+    }
+
+    /// One throw-away decryption: AWS-LC builds a key's Montgomery and blinding state on its
+    /// first use, which takes a noticeable time on a cold process (0.1–0.7 s measured) and
+    /// blocks the worker thread doing it; paying that here, when the key is loaded, keeps it
+    /// off the first request. The input is below any modulus (leading zero byte), so the RSA
+    /// operation runs in full; its padding check then fails, as intended.
+    pub fn warm_up(&self) {
+        let mut input = vec![0x5a_u8; self.rsa.size()];
+        if let Some(first) = input.first_mut() {
+            *first = 0;
+        }
+        let _ = match self.mode {
+            PayloadMode::PrivatePkcs1 => self.rsa.private_decrypt(None, &input),
+            PayloadMode::PrivateOaep(padding) => self.rsa.private_decrypt(padding.oaep(), &input),
+            PayloadMode::PublicRecover => self.rsa.public_recover(&input),
+        };
     }
 
     /// base64-decodes and decrypts a `hash` claim. The plaintext is *not* yet trusted: with
