@@ -602,7 +602,7 @@ fn service(file: &FileService, env_host: Option<&String>, host: &str, port: u16)
 }
 
 /// Loads the payload key, or explains (for the startup warning) why there is none.
-fn load_payload(path: &Path, padding: PayloadPadding) -> Result<PayloadKey, String> {
+pub fn load_payload(path: &Path, padding: PayloadPadding) -> Result<PayloadKey, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     PayloadKey::from_pem(&text, padding).map_err(|e| e.to_string())
 }
