@@ -114,7 +114,11 @@ fn check_config_passes_when_every_key_loads() {
     let setup = Setup::new("");
     let out = check_config(&setup, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("config ok"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("config ok"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -160,15 +164,27 @@ fn check_config_fails_when_the_payload_key_is_unreadable_by_the_gateway_user() {
 #[test]
 fn check_config_fails_when_the_payload_key_is_missing_or_corrupt() {
     let setup = Setup::new("");
-    std::fs::write(setup.path(PAYLOAD_PRIVATE), "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n").unwrap();
+    std::fs::write(
+        setup.path(PAYLOAD_PRIVATE),
+        "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n",
+    )
+    .unwrap();
     let out = check_config(&setup, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains(PAYLOAD_PRIVATE), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(PAYLOAD_PRIVATE),
+        "{}",
+        text(&out.stderr)
+    );
 
     std::fs::remove_file(setup.path(PAYLOAD_PRIVATE)).unwrap();
     let out = check_config(&setup, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains(PAYLOAD_PRIVATE), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(PAYLOAD_PRIVATE),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -254,7 +270,10 @@ impl Running {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
-                panic!("no `{message}` line in time; log so far:\n{}", self.seen.join("\n"))
+                panic!(
+                    "no `{message}` line in time; log so far:\n{}",
+                    self.seen.join("\n")
+                )
             });
             self.seen.push(line.clone());
             if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
@@ -318,8 +337,12 @@ fn addr_field(value: &serde_json::Value, field: &str) -> SocketAddr {
 
 fn token(setup: &Setup) -> String {
     let read = |name| std::fs::read_to_string(setup.path(name)).unwrap();
-    let minter =
-        Minter::from_pem(&read(SIGNING_PRIVATE), &read(PAYLOAD_PUBLIC), MintMode::Pkcs1).unwrap();
+    let minter = Minter::from_pem(
+        &read(SIGNING_PRIVATE),
+        &read(PAYLOAD_PUBLIC),
+        MintMode::Pkcs1,
+    )
+    .unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -342,7 +365,10 @@ fn start_up_log_names_listeners_node_workers_and_every_key_without_key_material(
     assert_eq!(summary.len(), 1, "{}", gw.seen.join("\n"));
     let summary = &summary[0];
     assert_eq!(summary["level"], "INFO");
-    assert_eq!(addr_field(summary, "listen"), addr_field(&listening, "addr"));
+    assert_eq!(
+        addr_field(summary, "listen"),
+        addr_field(&listening, "addr")
+    );
     assert_eq!(summary["node"], "node-7.example");
     assert_eq!(summary["workers"], 3);
     assert_eq!(summary["payload_mode"], "pkcs1 (private key)");
@@ -353,14 +379,20 @@ fn start_up_log_names_listeners_node_workers_and_every_key_without_key_material(
     let read = |name| std::fs::read_to_string(setup.path(name)).unwrap();
     let signing = gw.seen_with("signing key");
     assert_eq!(signing.len(), 1, "{}", gw.seen.join("\n"));
-    assert_eq!(signing[0]["path"], setup.path(SIGNING_PUBLIC).to_str().unwrap());
+    assert_eq!(
+        signing[0]["path"],
+        setup.path(SIGNING_PUBLIC).to_str().unwrap()
+    );
     assert_eq!(signing[0]["bits"], 1024);
     let signing_fingerprint = SigningKey::from_pem(&read(SIGNING_PUBLIC)).unwrap();
     assert_eq!(signing[0]["fingerprint"], signing_fingerprint.fingerprint());
 
     let payload = gw.seen_with("payload key");
     assert_eq!(payload.len(), 1, "{}", gw.seen.join("\n"));
-    assert_eq!(payload[0]["path"], setup.path(PAYLOAD_PRIVATE).to_str().unwrap());
+    assert_eq!(
+        payload[0]["path"],
+        setup.path(PAYLOAD_PRIVATE).to_str().unwrap()
+    );
     assert_eq!(payload[0]["bits"], 1024);
     assert_eq!(payload[0]["mode"], "pkcs1 (private key)");
     // The fingerprint of the private key's public half: the one pyos's public key file has.
@@ -368,7 +400,11 @@ fn start_up_log_names_listeners_node_workers_and_every_key_without_key_material(
     assert_eq!(payload[0]["fingerprint"], payload_public.fingerprint());
 
     // A desktop request is served with the key loaded.
-    let response = http_get(addr_field(&listening, "addr"), "/spawner/x", Some(&token(&setup)));
+    let response = http_get(
+        addr_field(&listening, "addr"),
+        "/spawner/x",
+        Some(&token(&setup)),
+    );
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("desktop"), "{response}");
 
@@ -377,7 +413,10 @@ fn start_up_log_names_listeners_node_workers_and_every_key_without_key_material(
     for pair in PAIRS {
         for name in [pair.private_file, pair.public_file] {
             for body_line in read(name).lines().filter(|l| !l.starts_with("-----")) {
-                assert!(!log.contains(body_line), "{name} content in the log:\n{log}");
+                assert!(
+                    !log.contains(body_line),
+                    "{name} content in the log:\n{log}"
+                );
             }
         }
     }
@@ -393,11 +432,14 @@ fn serving_starts_without_a_payload_key_logs_an_error_and_answers_503() {
     let summary = &gw.seen_with("gateway starting")[0];
     assert_eq!(summary["payload_mode"], "unavailable");
     assert_eq!(summary["admin"], "off");
-    let unavailable: Vec<_> = gw
-        .seen_with("payload key unavailable: desktop routes answer 503 until it can be read");
+    let unavailable: Vec<_> =
+        gw.seen_with("payload key unavailable: desktop routes answer 503 until it can be read");
     assert_eq!(unavailable.len(), 1, "{}", gw.seen.join("\n"));
     assert_eq!(unavailable[0]["level"], "ERROR");
-    assert_eq!(unavailable[0]["path"], setup.path(PAYLOAD_PRIVATE).to_str().unwrap());
+    assert_eq!(
+        unavailable[0]["path"],
+        setup.path(PAYLOAD_PRIVATE).to_str().unwrap()
+    );
     let addr = addr_field(&listening, "addr");
     let response = http_get(addr, "/spawner/x", Some(&token));
     assert!(response.starts_with("HTTP/1.1 503"), "{response}");
