@@ -107,9 +107,7 @@ disable: /metrics, /livez, /readyz).",
 
 /// Parses the command line, with [`help_environment`] at the end of `--help`.
 fn parse_cli() -> Cli {
-    let matches = Cli::command()
-        .after_help(help_environment())
-        .get_matches();
+    let matches = Cli::command().after_help(help_environment()).get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
