@@ -164,27 +164,24 @@ fn check_config_fails_when_the_payload_key_is_unreadable_by_the_gateway_user() {
 #[test]
 fn check_config_fails_when_the_payload_key_is_missing_or_corrupt() {
     let setup = Setup::new("");
-    std::fs::write(
-        setup.path(PAYLOAD_PRIVATE),
-        "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n",
-    )
-    .unwrap();
-    let out = check_config(&setup, &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains(PAYLOAD_PRIVATE),
-        "{}",
-        text(&out.stderr)
-    );
-
-    std::fs::remove_file(setup.path(PAYLOAD_PRIVATE)).unwrap();
-    let out = check_config(&setup, &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains(PAYLOAD_PRIVATE),
-        "{}",
-        text(&out.stderr)
-    );
+    let corrupt = |setup: &Setup| {
+        std::fs::write(
+            setup.path(PAYLOAD_PRIVATE),
+            "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n",
+        )
+        .unwrap();
+    };
+    let missing = |setup: &Setup| std::fs::remove_file(setup.path(PAYLOAD_PRIVATE)).unwrap();
+    for (what, break_it) in [
+        ("corrupt", &corrupt as &dyn Fn(&Setup)),
+        ("missing", &missing),
+    ] {
+        break_it(&setup);
+        let out = check_config(&setup, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains(PAYLOAD_PRIVATE), "{what}: {err}");
+    }
 }
 
 #[test]
@@ -377,27 +374,23 @@ fn start_up_log_names_listeners_node_workers_and_every_key_without_key_material(
     assert!(livez.starts_with("HTTP/1.1 200"), "{livez}");
 
     let read = |name| std::fs::read_to_string(setup.path(name)).unwrap();
-    let signing = gw.seen_with("signing key");
-    assert_eq!(signing.len(), 1, "{}", gw.seen.join("\n"));
+    // One line per key: the file loaded, its size, and the fingerprint of its public key (for
+    // the payload private key, that of the public key file pyos holds).
+    for (message, file, public_file) in [
+        ("signing key", SIGNING_PUBLIC, SIGNING_PUBLIC),
+        ("payload key", PAYLOAD_PRIVATE, PAYLOAD_PUBLIC),
+    ] {
+        let lines = gw.seen_with(message);
+        assert_eq!(lines.len(), 1, "{message}: {}", gw.seen.join("\n"));
+        assert_eq!(lines[0]["path"], setup.path(file).to_str().unwrap());
+        assert_eq!(lines[0]["bits"], 1024);
+        let public = SigningKey::from_pem(&read(public_file)).unwrap();
+        assert_eq!(lines[0]["fingerprint"], public.fingerprint(), "{message}");
+    }
     assert_eq!(
-        signing[0]["path"],
-        setup.path(SIGNING_PUBLIC).to_str().unwrap()
+        gw.seen_with("payload key")[0]["mode"],
+        "pkcs1 (private key)"
     );
-    assert_eq!(signing[0]["bits"], 1024);
-    let signing_fingerprint = SigningKey::from_pem(&read(SIGNING_PUBLIC)).unwrap();
-    assert_eq!(signing[0]["fingerprint"], signing_fingerprint.fingerprint());
-
-    let payload = gw.seen_with("payload key");
-    assert_eq!(payload.len(), 1, "{}", gw.seen.join("\n"));
-    assert_eq!(
-        payload[0]["path"],
-        setup.path(PAYLOAD_PRIVATE).to_str().unwrap()
-    );
-    assert_eq!(payload[0]["bits"], 1024);
-    assert_eq!(payload[0]["mode"], "pkcs1 (private key)");
-    // The fingerprint of the private key's public half: the one pyos's public key file has.
-    let payload_public = SigningKey::from_pem(&read(PAYLOAD_PUBLIC)).unwrap();
-    assert_eq!(payload[0]["fingerprint"], payload_public.fingerprint());
 
     // A desktop request is served with the key loaded.
     let response = http_get(

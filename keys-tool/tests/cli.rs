@@ -62,7 +62,7 @@ const SIGNING_PUBLIC: &str = "keys/abcdesktop_jwt_desktop_signing_public_key.pem
 const PAYLOAD_PRIVATE: &str = "keys/abcdesktop_jwt_desktop_payload_private_key.pem";
 const PAYLOAD_PUBLIC: &str = "keys/abcdesktop_jwt_desktop_payload_public_key.pem";
 
-fn mint(dir: &Path, extra: &[&str]) -> String {
+fn mint_target(dir: &Path, target: &str, extra: &[&str]) -> Output {
     let mut args = vec![
         "mint",
         "--signing-key",
@@ -70,26 +70,33 @@ fn mint(dir: &Path, extra: &[&str]) -> String {
         "--payload-key",
         PAYLOAD_PUBLIC,
         "--target",
-        "10.244.1.23",
+        target,
     ];
     args.extend_from_slice(extra);
-    let out = keys_tool(&args, dir);
+    keys_tool(&args, dir)
+}
+
+fn inspect_with(dir: &Path, token: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "inspect",
+        token,
+        "--signing-key",
+        SIGNING_PUBLIC,
+        "--payload-key",
+        PAYLOAD_PRIVATE,
+    ];
+    args.extend_from_slice(extra);
+    keys_tool(&args, dir)
+}
+
+fn mint(dir: &Path, extra: &[&str]) -> String {
+    let out = mint_target(dir, "10.244.1.23", extra);
     assert!(out.status.success(), "{}", text(&out.stderr));
     text(&out.stdout).trim().to_owned()
 }
 
 fn inspect(dir: &Path, token: &str) -> Output {
-    keys_tool(
-        &[
-            "inspect",
-            token,
-            "--signing-key",
-            SIGNING_PUBLIC,
-            "--payload-key",
-            PAYLOAD_PRIVATE,
-        ],
-        dir,
-    )
+    inspect_with(dir, token, &[])
 }
 
 #[test]
@@ -455,33 +462,6 @@ fn help_lists_every_command_and_option() {
             assert!(help.contains(option), "{cmd} --help lacks {option}: {help}");
         }
     }
-}
-
-fn mint_target(dir: &Path, target: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "mint",
-        "--signing-key",
-        SIGNING_PRIVATE,
-        "--payload-key",
-        PAYLOAD_PUBLIC,
-        "--target",
-        target,
-    ];
-    args.extend_from_slice(extra);
-    keys_tool(&args, dir)
-}
-
-fn inspect_with(dir: &Path, token: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "inspect",
-        token,
-        "--signing-key",
-        SIGNING_PUBLIC,
-        "--payload-key",
-        PAYLOAD_PRIVATE,
-    ];
-    args.extend_from_slice(extra);
-    keys_tool(&args, dir)
 }
 
 #[test]
