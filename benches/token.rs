@@ -137,6 +137,7 @@ impl Fixture {
             MintMode::Pkcs1 => (&self.payload.private_pem, PayloadPadding::Pkcs1),
             MintMode::OaepSha1 => (&self.payload.private_pem, PayloadPadding::OaepSha1),
             MintMode::OaepSha256 => (&self.payload.private_pem, PayloadPadding::OaepSha256),
+            MintMode::OaepSha512 => (&self.payload.private_pem, PayloadPadding::OaepSha512),
             MintMode::Rsapublickey => (&self.payload.public_pem, PayloadPadding::Pkcs1),
         };
         PayloadKey::from_pem(pem, padding).expect("payload key")
@@ -243,6 +244,7 @@ fn bench_gateway_decrypt(g: &mut BenchmarkGroup<'_, WallTime>, fx: &Fixture, mod
         MintMode::Pkcs1 => "gateway_pkcs1",
         MintMode::OaepSha1 => "gateway_oaep_sha1",
         MintMode::OaepSha256 => "gateway_oaep_sha256",
+        MintMode::OaepSha512 => "gateway_oaep_sha512",
         MintMode::Rsapublickey => "gateway_rsapublickey",
     };
     g.bench_function(name, |b| b.iter(|| key.decrypt(black_box(&hash))));

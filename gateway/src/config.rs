@@ -698,8 +698,30 @@ fn client_grouping(file: &FileClients) -> Result<crate::throttle::Grouping, Conf
     })
 }
 
+/// Each `auth.dns_suffixes` entry must be a DNS name itself (one optional leading dot): the
+/// target rules are asked whether a name directly under it would pass, so a suffix is judged
+/// by the very rules desktop names are, and `svc..cluster.local` cannot silently match nothing.
+fn check_dns_suffixes(suffixes: &[String]) -> Result<(), ConfigError> {
+    for suffix in suffixes {
+        let probe = format!("a.{}", suffix.strip_prefix('.').unwrap_or(suffix));
+        let alone = TargetPolicy {
+            dns_suffixes: vec![suffix.clone()],
+            allow_loopback: false,
+        };
+        if alone.validate(probe.as_bytes()).is_err() {
+            return Err(invalid(
+                "auth.dns_suffixes",
+                format!(
+                    "`{suffix}` is not a DNS name (labels of letters, digits and '-' joined by single dots)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Loads the payload key, or explains (for the startup warning) why there is none.
-fn load_payload(path: &Path, padding: PayloadPadding) -> Result<PayloadKey, String> {
+pub fn load_payload(path: &Path, padding: PayloadPadding) -> Result<PayloadKey, String> {
     // The private key's text is wiped once parsed.
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| e.to_string())?);
     PayloadKey::from_pem(&text, padding).map_err(|e| e.to_string())
@@ -796,6 +818,7 @@ impl Config {
             },
             cache,
         };
+        check_dns_suffixes(&auth.target.dns_suffixes)?;
 
         let limits = Limits {
             max_connections: file
@@ -1143,6 +1166,44 @@ mod tests {
         let err = Config::load(file, &Env::default()).err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(text.contains("/nonexistent/k.pem"), "{text}");
+    }
+
+    #[test]
+    fn dns_suffixes_must_be_dns_names() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let pair = crate::keygen::generate_pair(crate::keygen::PAIRS[1], 1024)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let key = dir.path().join("signing.pem");
+        std::fs::write(&key, &pair.public_pem).unwrap_or_else(|e| panic!("{e}"));
+        let load = |suffixes: &str| {
+            let text = format!(
+                "[keys]\nsigning_public_key = {key:?}\npayload_private_key = \"/nonexistent\"\n[auth]\ndns_suffixes = {suffixes}\n"
+            );
+            let file = FileConfig::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+            Config::load(file, &Env::default())
+        };
+        for good in [
+            r#"[".svc.cluster.local"]"#,
+            r#"["desktop.abcdesktop.svc.cluster.local", ".Svc.Example-1.org"]"#,
+            "[]",
+        ] {
+            assert!(load(good).is_ok(), "{good}");
+        }
+        for bad in [
+            r#"["svc..cluster.local"]"#,
+            r#"[".svc.cluster.local", ".svc..cluster.local"]"#,
+            r#"[""]"#,
+            r#"["."]"#,
+            r#"["..svc.cluster.local"]"#,
+            r#"["svc.cluster.local."]"#,
+            r#"["*.cluster.local"]"#,
+            r#"["svc_x.cluster.local"]"#,
+            r#"["-svc.cluster.local"]"#,
+            r#"["10.0.0.1"]"#,
+        ] {
+            let text = load(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(text.contains("auth.dns_suffixes"), "{bad}: {text:?}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use rsa::pkcs1::{DecodeRsaPrivateKey as _, DecodeRsaPublicKey as _};
 use rsa::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
-use rsa::sha2::Sha256;
+use rsa::sha2::{Sha256, Sha512};
 use serde::Serialize;
 
 /// pyos's reference `jwt_token_desktop.exp` (seconds a desktop token lives).
@@ -29,6 +29,8 @@ pub enum MintMode {
     OaepSha1,
     /// RSAES-OAEP SHA-256 with the payload public key (pyos `rsaencryptionprotocol: PKCS1_OAEP`).
     OaepSha256,
+    /// RSAES-OAEP SHA-512 with the payload public key (the gateway's `payload_padding = oaep-sha512`).
+    OaepSha512,
 }
 
 /// The payload key as `mint` needs it for a mode.
@@ -125,6 +127,9 @@ impl Minter {
                 .context("target too long for the payload key")?,
             (PayloadEncryptor::Public(key), MintMode::OaepSha256) => key
                 .oaep_encrypt::<Sha256>(data)
+                .context("target too long for the payload key")?,
+            (PayloadEncryptor::Public(key), MintMode::OaepSha512) => key
+                .oaep_encrypt::<Sha512>(data)
                 .context("target too long for the payload key")?,
             (PayloadEncryptor::Public(key), _) => key
                 .pkcs1v15_encrypt(data)

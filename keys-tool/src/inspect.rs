@@ -12,6 +12,8 @@ use gateway::token::{
     self, AuthConfig, AuthStats, Keys, PayloadKey, PayloadPadding, SigningKey, jws,
 };
 
+use crate::target::{self, TargetProblem};
+
 /// Keys and policy for an inspection.
 #[derive(Debug, Default)]
 pub struct InspectOptions {
@@ -140,32 +142,80 @@ pub fn inspect(token: &str, options: &InspectOptions, now: i64) -> anyhow::Resul
         );
     }
 
-    let verdict = if signing.is_empty() || payload.is_none() {
-        line(
-            "verdict",
-            "not checked (give --signing-key and --payload-key)",
-        );
-        Verdict::NotChecked
+    let missing: Vec<&str> = [
+        (signing.is_empty(), "--signing-key"),
+        (payload.is_none(), "--payload-key"),
+    ]
+    .into_iter()
+    .filter_map(|(missing, flag)| missing.then_some(flag))
+    .collect();
+    let keys = Keys { signing, payload };
+    let outcome = if missing.is_empty() {
+        Some(token::check(
+            token,
+            &keys,
+            &options.config,
+            now,
+            &AuthStats::default(),
+        ))
     } else {
-        let keys = Keys { signing, payload };
-        match token::check(token, &keys, &options.config, now, &AuthStats::default()) {
-            Ok(checked) => {
-                line("target", &checked.target.to_string());
-                line("verdict", "accepted");
-                Verdict::Accepted(checked.target)
+        // What the gateway refuses before it touches a key needs no key here either.
+        keyless_refusal(token, &options.config).map(Err)
+    };
+    let verdict = match outcome {
+        None => {
+            line(
+                "verdict",
+                &format!("not checked (give {})", missing.join(" and ")),
+            );
+            Verdict::NotChecked
+        }
+        Some(Ok(checked)) => {
+            line("target", &checked.target.to_string());
+            line("verdict", "accepted");
+            Verdict::Accepted(checked.target)
+        }
+        Some(Err(refusal)) => {
+            if refusal == token::Refusal::InvalidTarget
+                && let Some(problem) = target_problem(token, &keys, &options.config, now)
+            {
+                line("target", &format!("refused {problem}"));
             }
-            Err(refusal) => {
-                line(
-                    "verdict",
-                    &format!(
-                        "refused: {} ({refusal}); the gateway answers {}",
-                        refusal.reason(),
-                        refusal.status()
-                    ),
-                );
-                Verdict::Refused(refusal)
-            }
+            line(
+                "verdict",
+                &format!(
+                    "refused: {} ({refusal}); the gateway answers {}",
+                    refusal.reason(),
+                    refusal.status()
+                ),
+            );
+            Verdict::Refused(refusal)
         }
     };
     Ok(Report { text, verdict })
+}
+
+/// The refusal the gateway gives before any key is involved (length, shape, algorithm), if any.
+fn keyless_refusal(token: &str, config: &AuthConfig) -> Option<token::Refusal> {
+    if token.is_empty() {
+        return Some(token::Refusal::Missing);
+    }
+    if token.len() > config.max_token_len {
+        return Some(token::Refusal::TooLong);
+    }
+    jws::split(token)
+        .and_then(|segments| jws::check_header(&segments))
+        .err()
+}
+
+/// For a token refused as `invalid_target`: the decrypted value and why it is refused.
+fn target_problem(
+    token: &str,
+    keys: &Keys,
+    config: &AuthConfig,
+    now: i64,
+) -> Option<TargetProblem> {
+    let claims = jws::verify(token, &keys.signing, now, config.leeway).ok()?;
+    let plaintext = keys.payload.as_ref()?.decrypt(&claims.hash).ok()?;
+    target::explain(&config.target, &plaintext)
 }

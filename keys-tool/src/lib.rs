@@ -1,8 +1,10 @@
-//! keys-tool's library: the gateway's verdict on a token ([`inspect`]) and small helpers. Key
+//! keys-tool's library: the gateway's verdict on a token ([`inspect`]), why a desktop address
+//! is refused ([`target`]) and small helpers. Key
 //! generation and minting live in the gateway library (`gateway::keygen`, `gateway::mint`),
 //! which `gateway demo` shares; the binary is a thin clap front end over both.
 
 pub mod inspect;
+pub mod target;
 
 /// Reads a whole file, naming it in the error.
 pub fn read_text(path: &std::path::Path) -> anyhow::Result<String> {

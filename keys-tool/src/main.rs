@@ -3,9 +3,11 @@
 //! Usage:
 //!   keys-tool gen [--out DIR|-] [--bits N] [--kubernetes] [--namespace NS] [--force]
 //!   keys-tool mint --signing-key F --payload-key F --target HOST [--exp SECS] [--mode M]
+//!                  [--dns-suffix S]… [--allow-loopback] [--force]
 //!   keys-tool inspect TOKEN|- [--signing-key F]… [--payload-key F]
 //!
-//! Errors: one line on stderr, exit 2. `inspect` exits 1 when the gateway would refuse.
+//! Errors: one line on stderr, exit 2 (`mint` of a target the gateway would refuse is one,
+//! unless `--force`). `inspect` exits 1 when the gateway would refuse.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -13,11 +15,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use gateway::keygen::{self as generate, DEFAULT_BITS, DEFAULT_NAMESPACE, SECRETS_FILE};
+use gateway::keygen::{
+    self as generate, BITS_CHOICES, DEFAULT_BITS, DEFAULT_NAMESPACE, SECRETS_FILE,
+};
 use gateway::mint::{DEFAULT_LIFETIME_SECS, MintMode, Minter};
 use gateway::token::{AuthConfig, PayloadPadding, TargetPolicy};
 use keys_tool::inspect::{self, InspectOptions, Verdict};
-use keys_tool::{read_text, unix_now};
+use keys_tool::{read_text, target, unix_now};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,16 +58,22 @@ enum Command {
     /// Generate the three key pairs (desktop payload, desktop signing, user signing) with
     /// abcdesktop's file names: private keys PKCS#1 PEM (mode 0600), the payload public key
     /// RSAPublicKey PEM, the signing public keys SPKI PEM.
+    ///
+    /// On a cluster that already runs abcdesktop, `keys-tool gen --out - | kubectl apply -f -`
+    /// REPLACES that installation's keys: every desktop token pyos has minted stops working
+    /// and pyos and the gateway must be restarted or reloaded on the new keys.
+    /// `kubectl create -f -` instead fails safely when the Secrets already exist.
     Gen {
         /// Directory to write the keys into, or `-` to write nothing and print the Kubernetes
-        /// Secrets to stdout (implies --kubernetes).
+        /// Secrets to stdout (implies --kubernetes; see above before piping it to
+        /// `kubectl apply`).
         #[arg(long, default_value = ".")]
         out: String,
-        /// RSA modulus size.
-        #[arg(long, default_value_t = DEFAULT_BITS, value_parser = parse_bits)]
+        #[arg(long, default_value_t = DEFAULT_BITS, value_parser = parse_bits, help = bits_help())]
         bits: usize,
         /// Also write the three Secrets (abcdesktopjwtdesktoppayload, abcdesktopjwtdesktopsigning,
-        /// abcdesktopjwtusersigning) to DIR/abcdesktop-jwt-secrets.yaml.
+        /// abcdesktopjwtusersigning) to DIR/abcdesktop-jwt-secrets.yaml (`kubectl create -f`
+        /// it; `kubectl apply -f` replaces existing keys).
         #[arg(long)]
         kubernetes: bool,
         /// Namespace of the Secrets.
@@ -93,6 +103,11 @@ enum Command {
         /// Issue time, Unix seconds (default: now).
         #[arg(long)]
         now: Option<i64>,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Mint even for a target the gateway would refuse (the refusal becomes a warning).
+        #[arg(long)]
+        force: bool,
     },
     /// Decode a token and, given keys, say whether and why the gateway refuses it.
     Inspect {
@@ -110,20 +125,44 @@ enum Command {
         /// Clock leeway in seconds for exp/nbf.
         #[arg(long, default_value_t = 0)]
         leeway: u64,
-        /// DNS suffix a target name must end with (repeatable).
-        #[arg(long, default_values_t = [gateway::token::target::DEFAULT_DNS_SUFFIX.to_owned()])]
-        dns_suffix: Vec<String>,
-        /// Accept loopback targets (as the demo gateway does).
-        #[arg(long)]
-        allow_loopback: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
+}
+
+/// The gateway's target rules, as `[auth]` in its config sets them.
+#[derive(Debug, clap::Args)]
+struct PolicyArgs {
+    /// DNS suffix a target name must end with (repeatable; the gateway's `[auth] dns_suffixes`).
+    #[arg(long, default_values_t = [gateway::token::target::DEFAULT_DNS_SUFFIX.to_owned()])]
+    dns_suffix: Vec<String>,
+    /// Accept loopback targets (as the demo gateway does; the gateway's `[auth] allow_loopback`).
+    #[arg(long)]
+    allow_loopback: bool,
+}
+
+impl From<PolicyArgs> for TargetPolicy {
+    fn from(args: PolicyArgs) -> Self {
+        TargetPolicy {
+            dns_suffixes: args.dns_suffix,
+            allow_loopback: args.allow_loopback,
+        }
+    }
+}
+
+fn bits_list() -> String {
+    BITS_CHOICES.map(|b| b.to_string()).join(", ")
+}
+
+fn bits_help() -> String {
+    format!("RSA modulus size [possible values: {}]", bits_list())
 }
 
 fn parse_bits(s: &str) -> Result<usize, String> {
     s.parse::<usize>()
         .ok()
-        .filter(|b| generate::BITS_CHOICES.contains(b))
-        .ok_or_else(|| "must be one of 1024, 2048, 3072, 4096".to_owned())
+        .filter(|b| BITS_CHOICES.contains(b))
+        .ok_or_else(|| format!("must be one of {}", bits_list()))
 }
 
 fn valid_namespace(ns: &str) -> bool {
@@ -185,7 +224,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             exp,
             mode,
             now,
+            policy,
+            force,
         } => {
+            if let Some(problem) = target::explain(&policy.into(), target.as_bytes()) {
+                if !force {
+                    bail!("the gateway would refuse target {problem} (--force mints it anyway)");
+                }
+                eprintln!("keys-tool: warning: the gateway will refuse target {problem}");
+            }
             let minter =
                 Minter::from_pem(&read_text(&signing_key)?, &read_text(&payload_key)?, mode)?;
             println!(
@@ -200,8 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             payload_key,
             payload_padding,
             leeway,
-            dns_suffix,
-            allow_loopback,
+            policy,
         } => {
             let token = if token == "-" {
                 let mut buf = String::new();
@@ -221,10 +267,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 padding: payload_padding.into(),
                 config: AuthConfig {
                     leeway,
-                    target: TargetPolicy {
-                        dns_suffixes: dns_suffix,
-                        allow_loopback,
-                    },
+                    target: policy.into(),
                     ..AuthConfig::default()
                 },
             };

@@ -62,7 +62,7 @@ const SIGNING_PUBLIC: &str = "keys/abcdesktop_jwt_desktop_signing_public_key.pem
 const PAYLOAD_PRIVATE: &str = "keys/abcdesktop_jwt_desktop_payload_private_key.pem";
 const PAYLOAD_PUBLIC: &str = "keys/abcdesktop_jwt_desktop_payload_public_key.pem";
 
-fn mint(dir: &Path, extra: &[&str]) -> String {
+fn mint_target(dir: &Path, target: &str, extra: &[&str]) -> Output {
     let mut args = vec![
         "mint",
         "--signing-key",
@@ -70,26 +70,33 @@ fn mint(dir: &Path, extra: &[&str]) -> String {
         "--payload-key",
         PAYLOAD_PUBLIC,
         "--target",
-        "10.244.1.23",
+        target,
     ];
     args.extend_from_slice(extra);
-    let out = keys_tool(&args, dir);
+    keys_tool(&args, dir)
+}
+
+fn inspect_with(dir: &Path, token: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "inspect",
+        token,
+        "--signing-key",
+        SIGNING_PUBLIC,
+        "--payload-key",
+        PAYLOAD_PRIVATE,
+    ];
+    args.extend_from_slice(extra);
+    keys_tool(&args, dir)
+}
+
+fn mint(dir: &Path, extra: &[&str]) -> String {
+    let out = mint_target(dir, "10.244.1.23", extra);
     assert!(out.status.success(), "{}", text(&out.stderr));
     text(&out.stdout).trim().to_owned()
 }
 
 fn inspect(dir: &Path, token: &str) -> Output {
-    keys_tool(
-        &[
-            "inspect",
-            token,
-            "--signing-key",
-            SIGNING_PUBLIC,
-            "--payload-key",
-            PAYLOAD_PRIVATE,
-        ],
-        dir,
-    )
+    inspect_with(dir, token, &[])
 }
 
 #[test]
@@ -435,6 +442,9 @@ fn help_lists_every_command_and_option() {
                 "--target",
                 "--exp",
                 "--mode",
+                "--dns-suffix",
+                "--allow-loopback",
+                "--force",
             ][..],
         ),
         (
@@ -452,4 +462,180 @@ fn help_lists_every_command_and_option() {
             assert!(help.contains(option), "{cmd} --help lacks {option}: {help}");
         }
     }
+}
+
+#[test]
+fn inspect_refuses_a_malformed_token_even_without_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    for token in ["garbage", "a.b", "not.a.jws.at.all"] {
+        let out = keys_tool(&["inspect", token], dir.path());
+        let report = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{token}: {report}");
+        assert!(
+            report.contains("verdict      refused: malformed"),
+            "{report}"
+        );
+    }
+    // A header naming another algorithm is refused before any key too.
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let hs256 = format!(
+        "{}.{}.c2ln",
+        b64.encode(r#"{"alg":"HS256"}"#),
+        b64.encode(r#"{"exp":1}"#)
+    );
+    let out = keys_tool(&["inspect", &hs256], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("refused: bad_alg"));
+}
+
+#[test]
+fn inspect_hint_names_only_the_missing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_keys(dir.path(), "1024");
+    let token = mint(dir.path(), &[]);
+    for (args, hint) in [
+        (
+            &[][..],
+            "verdict      not checked (give --signing-key and --payload-key)\n",
+        ),
+        (
+            &["--signing-key", SIGNING_PUBLIC][..],
+            "verdict      not checked (give --payload-key)\n",
+        ),
+        (
+            &["--payload-key", PAYLOAD_PRIVATE][..],
+            "verdict      not checked (give --signing-key)\n",
+        ),
+    ] {
+        let mut all = vec!["inspect", token.as_str()];
+        all.extend_from_slice(args);
+        let out = keys_tool(&all, dir.path());
+        let report = text(&out.stdout);
+        assert!(out.status.success(), "{report}");
+        assert!(report.contains(hint), "{args:?}: {report}");
+    }
+}
+
+#[test]
+fn mint_refuses_targets_the_gateway_refuses_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_keys(dir.path(), "1024");
+    let gateway_policy = gateway::token::TargetPolicy::default();
+    for (target, kind) in [
+        ("", "(empty)"),
+        ("169.254.169.254", "(IPv4 address): link-local"),
+        ("10.0.0.1:8080", "(address with a port)"),
+        (
+            "evil.example.com",
+            "(DNS name): not under an allowed suffix",
+        ),
+        ("127.0.0.1", "(IPv4 address): loopback"),
+        ("pod..svc.cluster.local", "(DNS name): not a valid DNS name"),
+    ] {
+        // The gateway itself refuses each of these.
+        assert!(
+            gateway_policy.validate(target.as_bytes()).is_err(),
+            "{target}"
+        );
+        let out = mint_target(dir.path(), target, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{target}: {err}");
+        assert!(out.stdout.is_empty(), "{target}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("keys-tool: the gateway would refuse target") && err.contains(kind),
+            "{target}: {err}"
+        );
+        assert!(err.contains("--force"), "{err}");
+
+        let forced = mint_target(dir.path(), target, &["--force"]);
+        assert!(forced.status.success(), "{}", text(&forced.stderr));
+        assert!(text(&forced.stderr).contains("warning: the gateway will refuse target"));
+        let token = text(&forced.stdout).trim().to_owned();
+        let out = inspect_with(dir.path(), &token, &[]);
+        assert_eq!(out.status.code(), Some(1));
+        let report = text(&out.stdout);
+        assert!(report.contains("refused: invalid_target"), "{report}");
+        assert!(report.contains(kind), "{target}: {report}");
+    }
+    // What the gateway accepts mints without a word; the policy flags are the gateway's.
+    for (target, extra) in [
+        ("10.244.1.23", &[][..]),
+        ("pod.desktop.abcdesktop.svc.cluster.local", &[][..]),
+        ("127.0.0.1", &["--allow-loopback"][..]),
+        ("pod.example.com", &["--dns-suffix", ".example.com"][..]),
+    ] {
+        let out = mint_target(dir.path(), target, extra);
+        assert!(out.status.success(), "{target}: {}", text(&out.stderr));
+        assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn inspect_invalid_target_names_the_flag_that_would_allow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_keys(dir.path(), "1024");
+    for (target, flag) in [
+        ("127.0.0.1", &["--allow-loopback"][..]),
+        ("Pod.Example.com", &["--dns-suffix", ".example.com"][..]),
+    ] {
+        let forced = mint_target(dir.path(), target, &["--force"]);
+        let token = text(&forced.stdout).trim().to_owned();
+        let out = inspect_with(dir.path(), &token, &[]);
+        assert_eq!(out.status.code(), Some(1));
+        let report = text(&out.stdout);
+        let target_line = report
+            .lines()
+            .find(|l| l.starts_with("target "))
+            .unwrap_or_else(|| panic!("{report}"));
+        assert!(
+            target_line.contains(&format!("{target:?}"))
+                && target_line.contains(&format!("{} allows it", flag.join(" "))),
+            "{report}"
+        );
+        // The suggestion is right: with the flag the gateway accepts it.
+        let out = inspect_with(dir.path(), &token, flag);
+        let report = text(&out.stdout);
+        assert!(out.status.success(), "{report}");
+        assert!(report.contains("verdict      accepted"), "{report}");
+    }
+    // A value no flag allows says so by naming none.
+    let forced = mint_target(dir.path(), "169.254.169.254", &["--force"]);
+    let report = text(&inspect_with(dir.path(), text(&forced.stdout).trim(), &[]).stdout);
+    assert!(!report.contains("allows it"), "{report}");
+}
+
+#[test]
+fn gen_help_lists_the_allowed_bits_and_what_kubectl_apply_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = text(&keys_tool(&["gen", "--help"], dir.path()).stdout);
+    let bits = gateway::keygen::BITS_CHOICES
+        .map(|b| b.to_string())
+        .join(", ");
+    assert!(
+        help.contains(&format!("[possible values: {bits}]")),
+        "{help}"
+    );
+    assert!(help.contains("kubectl apply -f -` REPLACES"), "{help}");
+    assert!(
+        help.contains("`kubectl create -f -` instead fails safely"),
+        "{help}"
+    );
+    let out = keys_tool(&["gen", "--out", "k", "--bits", "1000"], dir.path());
+    assert!(text(&out.stderr).contains(&bits), "{}", text(&out.stderr));
+}
+
+#[test]
+fn mint_oaep_sha512_is_what_the_gateway_decrypts_with_that_padding() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_keys(dir.path(), "2048");
+    let out = mint_target(dir.path(), "10.1.2.3", &["--mode", "oaep-sha512"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout).trim().to_owned();
+    let out = inspect_with(dir.path(), &token, &["--payload-padding", "oaep-sha512"]);
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("target       10.1.2.3"), "{report}");
+    let out = inspect_with(dir.path(), &token, &["--payload-padding", "oaep-sha256"]);
+    assert!(text(&out.stdout).contains("refused: undecryptable"));
 }
