@@ -3,7 +3,8 @@
 #   - the openssl command (key files made the way abcdesktop's installation document makes them);
 #   - python3 with the venv module (Debian packages), and a virtual environment inside the build
 #     folder, target/test-venv, holding PyJWT 2.4.0 (pyos's pin) and pycryptodome, to mint and
-#     check tokens as pyos does. Nothing is pip-installed into the system Python.
+#     check tokens as pyos does. Nothing is pip-installed into the system Python;
+#   - Debian's nginx (scripts/install-nginx.sh), the reference of the tests that compare with it.
 # Idempotent: does nothing when everything is already there. Prints nothing else on stdout but,
 # as its last line, the virtual environment's bin directory (scripts/test.sh puts it first on
 # PATH, so the tests' `python3` is the environment's).
@@ -29,6 +30,9 @@ if [ "${#packages[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
+
+# Debian's nginx, the reference some tests compare with (path semantics, upstream behaviour).
+bash "$(dirname "$0")/install-nginx.sh" >&2
 
 if ! have_python_deps; then
     echo "install-test-deps: $venv: pip install PyJWT[crypto]==2.4.0 pycryptodome" >&2

@@ -297,12 +297,9 @@ impl Gateway {
             debug!(route = %route.name, "upgrade request with a body");
             return respond::bad_request();
         }
-        let client_host = match client_host(&req) {
-            Ok(host) => host,
-            Err(()) => {
-                debug!(route = %route.name, "repeated or invalid Host");
-                return respond::bad_request();
-            }
+        let Ok(client_host) = client_host(&req) else {
+            debug!(route = %route.name, "repeated or invalid Host");
+            return respond::bad_request();
         };
 
         // Origin-form: the connection already goes to the upstream.

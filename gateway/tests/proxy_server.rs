@@ -119,7 +119,10 @@ async fn static_site_serves_files_and_refuses_traversal() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     // A path nginx normalizes serves the file nginx would serve.
     let (status, _, body) = get(&gw.url("/css/%2E%2E/index.html"), None).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "<h1>abcdesktop</h1>"));
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "<h1>abcdesktop</h1>")
+    );
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     // `..` above the root: refused before routing, as nginx does (400).
     s.write_all(b"GET /css/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
