@@ -93,6 +93,15 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Removes what a client says about where it connects from (`X-Forwarded-For`, `X-Real-IP`,
+/// `X-Forwarded-Proto`): from a peer that may not speak for clients, such headers are noise
+/// at best and a forged client address at worst.
+pub fn remove_forwarding(headers: &mut HeaderMap) {
+    for name in [&X_FORWARDED_FOR, &X_REAL_IP, &X_FORWARDED_PROTO] {
+        headers.remove(name);
+    }
+}
+
 /// Joins several `cookie` fields into one, separated by `; ` (RFC 9113 §8.2.3): an HTTP/2
 /// client may split its cookies into fields that an HTTP/1.1 upstream expects in one line.
 pub fn merge_cookies(headers: &mut HeaderMap) {

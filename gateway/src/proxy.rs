@@ -314,6 +314,9 @@ impl Gateway {
         if parts.version == http::Version::HTTP_2 {
             headers::merge_cookies(&mut up_headers);
         }
+        if !self.throttle.may_forward_for(peer.addr.ip()) {
+            headers::remove_forwarding(&mut up_headers);
+        }
         if upgrade.is_some() {
             // Checked empty above; a `Content-Length: 0` is not passed on either.
             up_headers.remove(header::CONTENT_LENGTH);

@@ -119,6 +119,15 @@ impl AuthThrottle {
         Some(left)
     }
 
+    /// Whether `peer`'s forwarding headers (`X-Forwarded-For`, `X-Real-IP`,
+    /// `X-Forwarded-Proto`) may reach the upstream: always while no trusted proxy is
+    /// configured (the original passed them), else only from a trusted proxy.
+    pub fn may_forward_for(&self, peer: IpAddr) -> bool {
+        let proxies = &self.grouping.trusted_proxies;
+        let peer = peer.to_canonical();
+        proxies.is_empty() || proxies.iter().any(|n| n.contains(&peer))
+    }
+
     /// The address failures of a request from `peer` with `headers` count against.
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = peer.to_canonical();

@@ -383,3 +383,55 @@ async fn a_repeated_or_invalid_host_is_400() {
     }
     assert_eq!(desktop.accepted(), 0);
 }
+
+#[tokio::test]
+async fn forwarding_headers_pass_only_from_peers_that_may_speak_for_clients() {
+    let desktop = Desktop::http().await;
+    let t = token();
+    let forged = |path: &str, gw: &Gateway| {
+        Request::get(gw.url(path))
+            .header("abcauthorization", format!("Bearer {t}"))
+            .header("x-forwarded-for", "203.0.113.7")
+            .header("x-real-ip", "203.0.113.8")
+            .header("x-forwarded-proto", "https")
+            .body(full(""))
+            .unwrap()
+    };
+    for (trusted, passes) in [
+        (None, true),
+        (Some("10.9.9.9"), false),
+        (Some("127.0.0.1"), true),
+    ] {
+        let mut file = file_config(desktop.port_map());
+        if let Some(proxy) = trusted {
+            file.clients.trusted_proxies = Some(vec![proxy.to_owned()]);
+        }
+        let gw = spawn_gateway(file).await;
+        // A route without header directives (the original passed the client's verbatim).
+        let (status, _, body) = send(forged("/filer/f", &gw)).await;
+        assert_eq!(status, StatusCode::OK);
+        let plain = seen(&body)["headers"].clone();
+        assert_eq!(
+            plain.get("x-forwarded-for").is_some(),
+            passes,
+            "{trusted:?} {plain}"
+        );
+        assert_eq!(
+            plain.get("x-real-ip").is_some(),
+            passes,
+            "{trusted:?} {plain}"
+        );
+        // A proxy-profile route: the peer is always appended / set.
+        let (status, _, body) = send(forged("/spawner/f", &gw)).await;
+        assert_eq!(status, StatusCode::OK);
+        let proxied = seen(&body)["headers"].clone();
+        let xff = if passes {
+            "203.0.113.7, 127.0.0.1"
+        } else {
+            "127.0.0.1"
+        };
+        assert_eq!(proxied["x-forwarded-for"], xff, "{trusted:?}");
+        assert_eq!(proxied["x-real-ip"], "127.0.0.1");
+        assert_eq!(proxied["x-forwarded-proto"], "http");
+    }
+}

@@ -130,7 +130,31 @@ async fn no_secret_reaches_any_log_line() {
     assert!(ws.next().await.unwrap().is_ok());
     ws.close(None).await.unwrap();
     drop(ws);
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The tunnel's end writes one access line with its duration and bytes each way.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let tunnel_line = loop {
+        let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        if let Some(line) = logs.lines().find(|l| l.contains("tunnel closed")) {
+            break line.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no tunnel line:\n{logs}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let field = |name: &str| -> u64 {
+        let start = tunnel_line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+        let digits: String = tunnel_line[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    assert!(tunnel_line.contains("route=websockify"), "{tunnel_line}");
+    assert!(field("bytes_to_upstream") > 5, "{tunnel_line}");
+    assert!(field("bytes_to_client") > 5, "{tunnel_line}");
+    field("duration_ms");
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     // The logs do speak of these requests, by fingerprint…

@@ -105,6 +105,25 @@ async fn metrics_follow_requests_tokens_upstream_errors_and_tunnels() {
         ws.next().await.unwrap().unwrap().into_text().unwrap(),
         "ping"
     );
+    // While the tunnel is still open, its bytes reach the counters (flushed every 5 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let counted = |text: &str, direction: &str| {
+        let series = format!(
+            r#"gateway_websocket_bytes_total{{direction="{direction}",route="websockify"}}"#
+        );
+        sample(text, &series).unwrap_or(0.0)
+    };
+    loop {
+        let text = scrape(&running).await;
+        if counted(&text, "to_client") > 4.0 && counted(&text, "to_upstream") > 4.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "an open tunnel's bytes never reached the counters:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     ws.close(None).await.unwrap();
     drop(ws);
     let closed = until(
