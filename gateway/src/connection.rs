@@ -64,33 +64,45 @@ pub(crate) struct Protocols {
     limits: Limits,
 }
 
+/// The same settings on hyper's HTTP/1 and HTTP/2 builders and on hyper-util's `auto` halves
+/// (types of their own with the same methods).
+macro_rules! h1_settings {
+    ($builder:expr, $limits:expr) => {
+        // Head deadlines are the watchdog's ([`drive`]): hyper's own timer starts only when a
+        // head begins, and would also cut keep-alive idleness at the head timeout.
+        $builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size($limits.max_header_bytes)
+    };
+}
+
+macro_rules! h2_settings {
+    ($builder:expr, $limits:expr) => {
+        $builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from($limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams($limits.h2_max_concurrent_streams)
+            .max_pending_accept_reset_streams($limits.h2_max_pending_accept_reset_streams)
+            .max_local_error_reset_streams($limits.h2_max_local_error_reset_streams)
+            .keep_alive_interval($limits.h2_keepalive_interval)
+            .keep_alive_timeout($limits.h2_keepalive_timeout)
+            .max_send_buf_size(H2_SEND_BUFFER)
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+    };
+}
+
 impl Protocols {
     pub(crate) fn new(limits: &Limits) -> Self {
         let mut h1 = http1::Builder::new();
-        // Head deadlines are the watchdog's ([`drive`]): hyper's own timer starts only when a
-        // head begins, and would also cut keep-alive idleness at the head timeout.
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .max_buf_size(limits.max_header_bytes);
+        h1_settings!(h1, limits);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
-        configure_h2(&mut h2, limits);
+        h2_settings!(h2, limits);
         let auto = limits.h2c.then(|| {
             let mut auto = auto::Builder::new(TokioExecutor::new());
-            auto.http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(None)
-                .max_buf_size(limits.max_header_bytes);
-            let mut h2 = auto.http2();
-            h2.timer(TokioTimer::new())
-                .max_header_list_size(header_list_size(limits))
-                .max_concurrent_streams(limits.h2_max_concurrent_streams)
-                .max_pending_accept_reset_streams(limits.h2_max_pending_accept_reset_streams)
-                .max_local_error_reset_streams(limits.h2_max_local_error_reset_streams)
-                .keep_alive_interval(limits.h2_keepalive_interval)
-                .keep_alive_timeout(limits.h2_keepalive_timeout)
-                .max_send_buf_size(H2_SEND_BUFFER)
-                .initial_stream_window_size(H2_STREAM_WINDOW)
-                .initial_connection_window_size(H2_CONNECTION_WINDOW);
+            h1_settings!(auto.http1(), limits);
+            h2_settings!(auto.http2(), limits);
             auto
         });
         Protocols {
@@ -100,23 +112,6 @@ impl Protocols {
             limits: limits.clone(),
         }
     }
-}
-
-fn header_list_size(limits: &Limits) -> u32 {
-    u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX)
-}
-
-fn configure_h2(h2: &mut http2::Builder<TokioExecutor>, limits: &Limits) {
-    h2.timer(TokioTimer::new())
-        .max_header_list_size(header_list_size(limits))
-        .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_pending_accept_reset_streams(limits.h2_max_pending_accept_reset_streams)
-        .max_local_error_reset_streams(limits.h2_max_local_error_reset_streams)
-        .keep_alive_interval(limits.h2_keepalive_interval)
-        .keep_alive_timeout(limits.h2_keepalive_timeout)
-        .max_send_buf_size(H2_SEND_BUFFER)
-        .initial_stream_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(H2_CONNECTION_WINDOW);
 }
 
 /// Which engine serves a connection.

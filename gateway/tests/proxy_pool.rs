@@ -299,6 +299,30 @@ async fn read_answer(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
+/// Eight users GET `/spawner/user<i>` at once; each must be answered within 10 s, and the
+/// bodies are returned in order.
+async fn eight_users(gw: &Gateway) -> Vec<(StatusCode, String)> {
+    let t = token();
+    let users: Vec<_> = (0..8)
+        .map(|i| {
+            let url = gw.url(&format!("/spawner/user{i}"));
+            let t = t.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_secs(10), get(&url, Some(&t))).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for (i, user) in users.into_iter().enumerate() {
+        let (status, _, body) = user
+            .await
+            .unwrap()
+            .unwrap_or_else(|_| panic!("user {i} waited behind another user's connection"));
+        answers.push((status, body));
+    }
+    answers
+}
+
 #[tokio::test]
 async fn an_early_answer_to_an_unfinished_body_parks_no_connection_for_others() {
     // The upstream answers each head at once and never reads the body; the client still
@@ -312,25 +336,8 @@ async fn an_early_answer_to_an_unfinished_body_parks_no_connection_for_others() 
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         attackers.push(s);
     }
-    let t = token();
-    let users: Vec<_> = (0..8)
-        .map(|i| {
-            let url = gw.url(&format!("/spawner/user{i}"));
-            let t = t.clone();
-            tokio::spawn(async move {
-                tokio::time::timeout(Duration::from_secs(10), get(&url, Some(&t))).await
-            })
-        })
-        .collect();
-    for (i, user) in users.into_iter().enumerate() {
-        let (status, _, body) = user
-            .await
-            .unwrap()
-            .unwrap_or_else(|_| panic!("user {i} waited on a parked connection"));
-        assert_eq!(
-            (status, body),
-            (StatusCode::OK, format!("/spawner/user{i}"))
-        );
+    for (i, answer) in eight_users(&gw).await.into_iter().enumerate() {
+        assert_eq!(answer, (StatusCode::OK, format!("/spawner/user{i}")));
     }
     drop(attackers);
 }
@@ -454,22 +461,8 @@ async fn a_real_nginx_answering_405_to_an_upload_stalls_no_other_user() {
         assert!(text.starts_with("HTTP/1.1 405"), "{text}");
         uploads.push(s);
     }
-    let t = token();
-    let users: Vec<_> = (0..8)
-        .map(|i| {
-            let url = gw.url(&format!("/spawner/user{i}"));
-            let t = t.clone();
-            tokio::spawn(async move {
-                tokio::time::timeout(Duration::from_secs(10), get(&url, Some(&t))).await
-            })
-        })
-        .collect();
-    for (i, user) in users.into_iter().enumerate() {
-        let (status, _, body) = user
-            .await
-            .unwrap()
-            .unwrap_or_else(|_| panic!("user {i} waited behind an upload's connection"));
-        assert_eq!((status, body), (StatusCode::OK, format!("user{i}")));
+    for (i, answer) in eight_users(&gw).await.into_iter().enumerate() {
+        assert_eq!(answer, (StatusCode::OK, format!("user{i}")));
     }
     drop(uploads);
 }
