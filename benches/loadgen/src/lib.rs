@@ -7,9 +7,13 @@
 //! - `loadgen mint` pre-mints a pool of tokens (one a line) with `gateway::mint::Minter`.
 //! - `loadgen serve` is the bench upstream: a 23-byte answer, `?size=N` streams N zero bytes,
 //!   and an optional WebSocket echo port.
+//! - `loadgen hostile` holds many misbehaving connections (silent, slowloris, slow body, slow
+//!   reader, idle keep-alive, idle h2c) for a bounded time (`benches/hostile.sh`).
 //!
 //! Tokens are minted with the same code as `keys-tool mint`, from the key files given, or taken
 //! from `--token` / `--tokens FILE`. Only plain `http://` URLs are supported (no TLS).
+
+pub mod hostile;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -60,6 +64,8 @@ pub enum Command {
     Mint(MintArgs),
     /// The bench upstream: small answers, `?size=N` bodies, WebSocket echo.
     Serve(ServeArgs),
+    /// Hold many misbehaving connections (silent, slow, idle) for a bounded time.
+    Hostile(hostile::HostileArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]

@@ -14,6 +14,7 @@ async fn main() -> ExitCode {
             .await
             .unwrap_or_else(|e| Err(e.into())),
         Command::Serve(args) => loadgen::serve(&args).await,
+        Command::Hostile(args) => loadgen::hostile::hostile(args).await.map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
