@@ -435,3 +435,37 @@ async fn forwarding_headers_pass_only_from_peers_that_may_speak_for_clients() {
         assert_eq!(proxied["x-forwarded-proto"], "http");
     }
 }
+
+#[tokio::test]
+async fn the_per_address_cap_closes_connections_beyond_it_and_frees_slots_on_close() {
+    let mut file = file_config(Default::default());
+    file.limits.max_connections_per_ip = Some(2);
+    let gw = spawn_gateway(file).await;
+    let first = TcpStream::connect(gw.addr).await.unwrap();
+    let _second = TcpStream::connect(gw.addr).await.unwrap();
+    // The third from the same address is closed at once, without an answer.
+    let mut third = TcpStream::connect(gw.addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let (closed, text) = closed_within(&mut third, Duration::from_secs(5)).await;
+    assert!(closed && text.is_empty(), "{text}");
+    // A slot comes back when a connection of that address closes.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = exchange(
+            &gw,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if text.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no slot came back: {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
