@@ -421,15 +421,31 @@ impl Authenticator {
             }
             // Concurrent misses on one digest wait for this one computation (moka
             // single-flight); its refusal, if any, is handed to every waiter without being
-            // cached there.
+            // cached there. A permanent refusal enters the negative cache before the
+            // computation ends, so no request arriving after it finds neither and verifies the
+            // same token again.
             let computed = self
                 .cache
                 .positive
                 .try_get_with(digest, async {
-                    let refuse = |refusal| Computed {
-                        refusal,
-                        generation,
+                    let refuse = |refusal: Refusal| {
+                        if refusal.is_permanent() {
+                            self.refuse(digest, refusal, generation);
+                        }
+                        Computed {
+                            refusal,
+                            generation,
+                        }
                     };
+                    // A computation that ended just before this one started has left its
+                    // refusal here (a request can miss both caches, then arrive after it).
+                    if let Some(refusal) = self.cache.refused(&digest) {
+                        self.stats.negative_hits.inc();
+                        return Err(Computed {
+                            refusal,
+                            generation,
+                        });
+                    }
                     let checked =
                         check(token, &keys, &self.config, now, &self.stats).map_err(refuse)?;
                     let ttl = self.config.cache.ttl(checked.claims.exp, now);
@@ -453,9 +469,6 @@ impl Authenticator {
             }
             let refusal = computed.refusal;
             self.stats.outcome(refusal.reason());
-            if refusal.is_permanent() {
-                self.refuse(digest, refusal, computed.generation);
-            }
             return Err(refusal);
         }
     }
