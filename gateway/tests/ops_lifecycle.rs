@@ -91,14 +91,14 @@ async fn a_silent_socket_is_closed_at_the_head_deadline_counted_from_accept() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
     let mut file = file_config(Default::default());
-    file.limits.keepalive_timeout = Some(Duration::from_millis(400));
+    file.limits.keepalive_timeout = Some(Duration::from_secs(1));
     file.limits.header_read_timeout = Some(Duration::from_secs(30));
     let gw = spawn_gateway(file).await;
     let req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
 
-    // Busy: a request every 150 ms for 1.5 s, all on one connection.
+    // Busy: a request every 150 ms for 1.5 s (longer than the timeout), on one connection.
     let mut busy = TcpStream::connect(gw.addr).await.unwrap();
-    for _ in 0..10 {
+    for _ in 0..12 {
         busy.write_all(req).await.unwrap();
         let mut buf = [0u8; 1024];
         let n = busy.read(&mut buf).await.unwrap();
