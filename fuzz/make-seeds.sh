@@ -28,7 +28,7 @@ kt() { # target [mode] [now] [lifetime]
     local payload=$payload_pub
     [ "${2:-pkcs1}" = rsapublickey ] && payload=$payload_priv
     "$keys_tool" mint --signing-key "$signing_priv" --payload-key "$payload" \
-        --target "$1" --mode "${2:-pkcs1}" --now "${3:-$now}" --exp "${4:-$lifetime}"
+        --target "$1" --mode "${2:-pkcs1}" --now "${3:-$now}" --exp "${4:-$lifetime}" --force
 }
 py() { # target mode
     python3 gateway/tests/interop/pyos.py mint "$signing_priv" "$payload_pub" "$1" "$py_lifetime" "$2"

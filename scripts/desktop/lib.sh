@@ -173,7 +173,8 @@ desktop_keys() {
 # mint KEYDIR TARGET [EXP]: a pyos-shaped desktop token.
 mint() {
     "$KEYS_TOOL_BIN" mint --signing-key "$1/abcdesktop_jwt_desktop_signing_private_key.pem" \
-        --payload-key "$1/abcdesktop_jwt_desktop_payload_public_key.pem" --target "$2" --exp "${3:-3600}"
+        --payload-key "$1/abcdesktop_jwt_desktop_payload_public_key.pem" --target "$2" --exp "${3:-3600}" \
+        --allow-loopback
 }
 
 # desktop_gateway WORKDIR: writes WORKDIR/gateway.toml and starts the gateway on
