@@ -38,14 +38,8 @@ BIG=1073741824
 WORK=$(mktemp -d /tmp/gw-compare.XXXXXX)
 JSON=$WORK/json
 mkdir -p "$JSON" "$WORK/nginx-tmp"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.5
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 log "open files limit: $(ulimit -n)"
@@ -77,14 +71,6 @@ PAYLOAD_PRIV=abcdesktop_jwt_desktop_payload_private_key.pem
 keyargs() { echo --signing-key "$WORK/keys$1/$SIGNING" --payload-key "$WORK/keys$1/$PAYLOAD"; }
 
 # --- processes -------------------------------------------------------------------------------
-wait_port() {
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    log "port $1 never opened"
-    return 1
-}
 
 taskset -c "$LOAD_CPU" "$BIN/loadgen" serve --http "127.0.0.1:$UP_HTTP" --ws "127.0.0.1:$UP_WS" \
     --max-time 30m &
@@ -172,10 +158,6 @@ for p in "$UP_HTTP" "$UP_WS" "$NGINX_PORT" "$GW_PORT" "$GW_LOG_PORT" "$GW_2048_P
     wait_port "$p"
 done
 
-# The proxy's processes: nginx's master and workers, or the gateway.
-proc_pids() { if [ "$1" = "$NGINX_PID" ]; then echo "$1" $(ps -o pid= --ppid "$1"); else echo "$1"; fi; }
-cpu_ticks() { local t=0; for p in $(proc_pids "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
-rss_kb() { local t=0; for p in $(proc_pids "$1"); do t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$t"; }
 TICKS=$(getconf CLK_TCK)
 
 # run NAME PROXY_NAME PORT PID loadgen-args...: one measured run, JSON + proxy CPU seconds.

@@ -38,14 +38,8 @@ NGINX_H2C_PORT=$((BASE_PORT + 4)) # the same nginx worker, HTTP/2 with prior kno
 KINDS=(silent slowloris slow-body slow-reader idle-keepalive idle-h2)
 
 WORK=$(mktemp -d /tmp/gw-hostile.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.5
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 ulimit -n 30000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 log "open files limit: $(ulimit -n)"
 
@@ -130,11 +124,9 @@ GW_PID=$!
 start_gateway "$GW_H2C_PORT" true
 GW_H2C_PID=$!
 for p in "$UP" "$NGINX_PORT" "$NGINX_H2C_PORT" "$GW_PORT" "$GW_H2C_PORT"; do
-    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.1; done
+    wait_port "$p"
 done
 
-proc_pids() { if [ "$1" = "$NGINX_PID" ]; then echo "$1" $(ps -o pid= --ppid "$1"); else echo "$1"; fi; }
-rss_kb() { local t=0; for p in $(proc_pids "$1"); do t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$t"; }
 fds() { local t=0; for p in $(proc_pids "$1"); do t=$((t + $(ls "/proc/$p/fd" | wc -l))); done; echo "$t"; }
 # Samples the largest RSS and descriptor count of PID into FILE until it is killed.
 sampler() { # pid file
