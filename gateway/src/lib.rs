@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod mint;
 pub mod pool;
 pub mod proxy;
+pub(crate) mod reclaim;
 pub mod reload;
 pub mod respond;
 pub mod routes;

@@ -23,6 +23,7 @@ use crate::dns::Dns;
 use crate::headers::{self, Forwarding};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::pool::{Dest, Pool, PoolConfig};
+use crate::reclaim::ClientWait;
 use crate::reload::ReloadStats;
 use crate::respond::{self, Body, BoxError};
 use crate::routes::{Matched, PortRule, Route, ServiceName, Upstream};
@@ -64,6 +65,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Its IP as `X-Real-IP` / `X-Forwarded-For` show it.
     ip_text: HeaderValue,
+    /// Its connection, told when a request body keeps it waiting on the client.
+    connection: Option<Arc<ClientWait>>,
 }
 
 impl Peer {
@@ -72,6 +75,15 @@ impl Peer {
         Peer {
             addr,
             ip_text: headers::peer_value(addr.ip()),
+            connection: None,
+        }
+    }
+
+    /// The same peer, on the connection whose `activity` notes waits on the client.
+    pub(crate) fn waited_on_by(self, wait: Arc<ClientWait>) -> Self {
+        Peer {
+            connection: Some(wait),
+            ..self
         }
     }
 }
@@ -343,7 +355,8 @@ impl Gateway {
                 route.body_limit,
                 self.config.limits.client_body_timeout,
                 sent.clone(),
-            );
+            )
+            .waited_on_by(peer.connection.clone());
             (body.boxed(), Some(sent))
         };
         let mut up = Request::new(body);
