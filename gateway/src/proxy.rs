@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -338,7 +339,7 @@ impl Gateway {
             route.headers,
             &Forwarding {
                 peer: &peer.ip_text,
-                client_host: client_host.as_deref(),
+                client_host: client_host.as_ref().map(Authority::as_str),
                 upstream_host: &plan.named,
                 upgrade,
                 scheme: self.scheme,
@@ -597,16 +598,15 @@ fn now() -> i64 {
 
 /// The client's `Host` (HTTP/2: `:authority` when no `Host` was sent); an error for more
 /// than one `Host` or one that is no valid authority (RFC 9112 §3.2; nginx answers 400 too).
-fn client_host<B>(req: &Request<B>) -> Result<Option<String>, ()> {
+fn client_host<B>(req: &Request<B>) -> Result<Option<Authority>, ()> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => Err(()),
         (Some(host), None) => {
             let text = host.to_str().map_err(|_| ())?;
-            http::uri::Authority::try_from(text).map_err(|_| ())?;
-            Ok(Some(text.to_owned()))
+            Authority::try_from(text).map(Some).map_err(|_| ())
         }
-        (None, _) => Ok(req.uri().authority().map(|a| a.as_str().to_owned())),
+        (None, _) => Ok(req.uri().authority().cloned()),
     }
 }
 

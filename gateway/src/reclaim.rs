@@ -40,7 +40,7 @@ pub(crate) const LADDER: [Duration; 7] = [
 /// At most this many connections go per request (nginx: 32).
 const BATCH: usize = 32;
 /// How long one round waits for a connection to go before the next rung.
-const ROUND: Duration = Duration::from_millis(50);
+const ROUND: Duration = Duration::from_millis(10);
 /// The longest round, at the last rung.
 const LAST_ROUND: Duration = Duration::from_secs(1);
 /// At most one warning this often while the gateway is out of connections.

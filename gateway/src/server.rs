@@ -1,5 +1,6 @@
-//! The accept loop: connection cap (and the optional per-address cap), worker threads and a
-//! bounded graceful shutdown; and [`run`], everything the `gateway` binary runs around it.
+//! The accept loop: connection cap (and, out of connections, [`crate::reclaim`]; the optional
+//! per-address cap), worker threads and a bounded graceful shutdown; and [`run`], everything
+//! the `gateway` binary runs around it.
 //! What happens on one connection (protocol, deadlines) is [`crate::connection`]'s.
 //!
 //! Threads: the accept loop runs on the caller's runtime and hands each connection to one of
