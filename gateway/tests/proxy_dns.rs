@@ -52,7 +52,7 @@ async fn desktop_names_resolve_through_the_configured_server_and_are_cached() {
     let (dns, a_queries) = dns_server().await;
     let up = upstream("spawner").await;
     let mut file = file_config([("29786".to_owned(), up.addr.port())].into_iter().collect());
-    file.upstream.resolver = Some(vec![dns.to_string()]);
+    file.upstream.resolver = vec![dns];
     let gw = spawn_gateway(file).await;
     let name = "pod-1.desktop.abcdesktop.svc.cluster.local";
     let token = KEYS.minter.mint(name, now(), 600).unwrap();
@@ -76,7 +76,7 @@ async fn ws_profile_host_is_the_desktop_name_and_port() {
     let (dns, _) = dns_server().await;
     let up = upstream("sound").await;
     let mut file = file_config([("29788".to_owned(), up.addr.port())].into_iter().collect());
-    file.upstream.resolver = Some(vec![dns.to_string()]);
+    file.upstream.resolver = vec![dns];
     let gw = spawn_gateway(file).await;
     let name = "pod-2.desktop.abcdesktop.svc.cluster.local";
     let token = KEYS.minter.mint(name, now(), 600).unwrap();
