@@ -25,7 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, Env, FileAuth, FileConfig, FileKeys, FileService, FileUpstream};
+use crate::config::{AuthSection, FileConfig, KeysSection, ServiceAddr, UpstreamConfig};
 use crate::keygen::{self, PAIRS};
 use crate::mint::{MintMode, Minter};
 use crate::respond::{self, Body};
@@ -96,11 +96,11 @@ async fn start_on(
 
     let mut port_map = BTreeMap::new();
     let ws = TcpListener::bind("127.0.0.1:0").await?;
-    port_map.insert("6081".to_owned(), ws.local_addr()?.port());
+    port_map.insert(6081, ws.local_addr()?.port());
     tokio::spawn(websocket_echo(ws));
     for (pod_port, role) in [(29786u16, "spawner"), (29783, "filer")] {
         let l = TcpListener::bind("127.0.0.1:0").await?;
-        port_map.insert(pod_port.to_string(), l.local_addr()?.port());
+        port_map.insert(pod_port, l.local_addr()?.port());
         tokio::spawn(http_echo(l, role));
     }
     let site = TcpListener::bind("127.0.0.1:0").await?;
@@ -108,31 +108,31 @@ async fn start_on(
     tokio::spawn(website(site, page(&token)));
 
     let file = FileConfig {
-        listen: Some(listener.local_addr()?.to_string()),
-        node_name: Some("demo-node".to_owned()),
-        keys: FileKeys {
-            signing_public_key: Some(dir.path().join(PAIRS[1].public_file)),
-            payload_private_key: Some(dir.path().join(PAIRS[0].private_file)),
-            ..FileKeys::default()
+        listen: listener.local_addr()?.to_string(),
+        node_name: "demo-node".to_owned(),
+        keys: KeysSection {
+            signing_public_key: dir.path().join(PAIRS[1].public_file),
+            payload_private_key: dir.path().join(PAIRS[0].private_file),
+            ..KeysSection::default()
         },
-        auth: FileAuth {
-            allow_loopback: Some(true),
-            ..FileAuth::default()
+        auth: AuthSection {
+            allow_loopback: true,
+            ..AuthSection::default()
         },
-        upstream: FileUpstream {
-            port_map: Some(port_map),
-            ..FileUpstream::default()
+        upstream: UpstreamConfig {
+            port_map,
+            ..UpstreamConfig::default()
         },
-        services: crate::config::FileServices {
-            website: FileService {
-                host: Some("127.0.0.1".to_owned()),
-                port: Some(site_port),
+        services: crate::config::Services {
+            website: ServiceAddr {
+                host: "127.0.0.1".to_owned(),
+                port: site_port,
             },
             ..Default::default()
         },
         ..FileConfig::default()
     };
-    let config = Config::load(file, &Env::default())?;
+    let config = file.validate()?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(crate::server::serve(listener, config, shutdown));
     Ok(Running {

@@ -11,7 +11,8 @@
 //! - [`reload`]: key hot reload (Kubernetes Secret updates, rotation overlap);
 //! - [`keygen`], [`mint`]: making abcdesktop's key pairs and pyos-shaped tokens (for
 //!   `keys-tool`, `gateway demo`, tests and the load harness);
-//! - [`config`]: the TOML file and environment → validated [`config::Config`];
+//! - [`config`]: the TOML file and environment → validated [`config::Config`]; `units`:
+//!   durations and sizes as the file spells them;
 //! - [`routes`]: abcdesktop's route table as data and nginx's matching rules;
 //! - [`server`]: the accept loop ([`server::serve`]); `connection`: one client connection's
 //!   protocol and deadlines; [`proxy`]: the request path; `upstream`: the one executor of
@@ -41,5 +42,6 @@ pub mod telemetry;
 pub mod throttle;
 pub mod tls;
 pub mod token;
+pub(crate) mod units;
 pub mod upgrade;
 pub(crate) mod upstream;

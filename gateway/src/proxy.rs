@@ -36,7 +36,8 @@ use crate::upstream::{Exchange, Executor};
 
 mod static_files;
 
-/// Longest wait for a desktop name's address (bounded further by the connect timeout).
+/// Longest wait for a desktop or service name's address (bounded further by the connect
+/// timeout).
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything a request needs: configuration, the token pipeline, the upstream pool, and
@@ -460,9 +461,17 @@ impl Gateway {
             }
             Upstream::Service(name) => {
                 let svc = self.service(name);
-                let named = svc.authority();
-                let dial = Dest::from_authority(&named);
-                (named, dial)
+                let dial = match self.dns.resolve_service(&svc.host).await {
+                    Ok(ip) => Dest::Addr(SocketAddr::new(ip, svc.port)),
+                    Err(e) => {
+                        warn!(route = %route.name, service = %svc.host, error = %e, "service name did not resolve");
+                        // Counted as before the shared resolver, when the name was resolved
+                        // inside the connect: `dns` stays the desktop names' kind.
+                        self.metrics.upstream_error(&route.name, "connect");
+                        return Err(respond::bad_gateway());
+                    }
+                };
+                (svc.authority(), dial)
             }
             _ => return Err(respond::not_found()),
         };

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::connection::{self, ConnectionContext, Held, PerAddress, Protocols};
 use crate::proxy::Gateway;
 use crate::reclaim::Reclaim;
-use crate::reload::KeyReloader;
+use crate::reload::{self, KeyReloader, Reloadable};
 use crate::tls::TlsState;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -333,23 +333,16 @@ pub async fn run(
         gateway.authenticator().clone(),
         gateway.reload_stats().clone(),
     ));
-    background.push(tokio::spawn(reloader.run(key_watch.interval, stopped())));
+    // One reload loop for the key files and the TLS certificate.
+    let mut reloadable: Vec<Arc<dyn Reloadable>> = vec![reloader];
     if let Some(tls) = tls.clone() {
-        let stop = stopped();
-        background.push(tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(key_watch.interval);
-            tokio::pin!(stop);
-            loop {
-                tokio::select! {
-                    () = &mut stop => return,
-                    _ = ticker.tick() => {
-                        let tls = tls.clone();
-                        let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
-                    }
-                }
-            }
-        }));
+        reloadable.push(tls);
     }
+    background.push(tokio::spawn(reload::run(
+        reloadable,
+        key_watch.interval,
+        stopped(),
+    )));
 
     let shutdown = {
         let readiness = readiness.clone();

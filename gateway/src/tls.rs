@@ -15,7 +15,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsFiles;
-use crate::reload::ReloadOutcome;
+use crate::reload::{ReloadOutcome, Reloadable};
 use crate::token::{self, TokenDigest};
 
 /// Why a certificate or key could not be used.
@@ -127,5 +127,11 @@ impl TlsState {
                 ReloadOutcome::Failed
             }
         }
+    }
+}
+
+impl Reloadable for TlsState {
+    fn reload(&self) -> ReloadOutcome {
+        TlsState::reload(self)
     }
 }

@@ -50,9 +50,9 @@ async fn healthz_within(gw: &Gateway, within: Duration) -> Option<StatusCode> {
 #[tokio::test]
 async fn silent_sockets_and_partial_heads_at_the_cap_are_closed_and_others_served() {
     let mut file = file_config(Default::default());
-    file.limits.max_connections = Some(8);
-    file.limits.header_read_timeout = Some(Duration::from_millis(500));
-    file.limits.keepalive_timeout = Some(Duration::from_secs(60));
+    file.limits.max_connections = 8;
+    file.limits.header_read_timeout = Duration::from_millis(500);
+    file.limits.keepalive_timeout = Duration::from_secs(60);
     let gw = spawn_gateway(file).await;
     let mut held = Vec::new();
     for i in 0..8 {
@@ -79,7 +79,7 @@ async fn silent_sockets_and_partial_heads_at_the_cap_are_closed_and_others_serve
 #[tokio::test]
 async fn a_silent_socket_is_closed_at_the_head_deadline_counted_from_accept() {
     let mut file = file_config(Default::default());
-    file.limits.header_read_timeout = Some(Duration::from_millis(400));
+    file.limits.header_read_timeout = Duration::from_millis(400);
     let gw = spawn_gateway(file).await;
     // A client that completes nothing: the deadline is counted from accept.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
@@ -91,8 +91,8 @@ async fn a_silent_socket_is_closed_at_the_head_deadline_counted_from_accept() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
     let mut file = file_config(Default::default());
-    file.limits.keepalive_timeout = Some(Duration::from_secs(1));
-    file.limits.header_read_timeout = Some(Duration::from_secs(30));
+    file.limits.keepalive_timeout = Duration::from_secs(1);
+    file.limits.header_read_timeout = Duration::from_secs(30);
     let gw = spawn_gateway(file).await;
     let req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
 
@@ -117,8 +117,8 @@ async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
 #[tokio::test]
 async fn a_head_started_after_an_idle_pause_gets_the_head_deadline() {
     let mut file = file_config(Default::default());
-    file.limits.keepalive_timeout = Some(Duration::from_secs(30));
-    file.limits.header_read_timeout = Some(Duration::from_millis(400));
+    file.limits.keepalive_timeout = Duration::from_secs(30);
+    file.limits.header_read_timeout = Duration::from_millis(400);
     let gw = spawn_gateway(file).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -162,7 +162,7 @@ async fn plaintext_speaks_http1_only_unless_h2c_is_enabled() {
     );
 
     let mut file = file_config(Default::default());
-    file.limits.h2c = Some(true);
+    file.limits.h2c = true;
     let gw = spawn_gateway(file).await;
     let (mut sender, _task) = h2c(&gw).await;
     let req = Request::get(gw.url("/healthz")).body(full("")).unwrap();
@@ -176,10 +176,10 @@ async fn an_idle_h2_connection_gets_a_goaway_and_a_busy_stream_outlives_pings() 
     let slow = slow_upstream(20, Duration::from_millis(100)).await;
     let port_map = POD_PORTS.iter().map(|p| (p.to_string(), slow)).collect();
     let mut file = file_config(port_map);
-    file.limits.h2c = Some(true);
-    file.limits.keepalive_timeout = Some(Duration::from_millis(500));
-    file.limits.h2_keepalive_interval = Some(Duration::from_millis(200));
-    file.limits.h2_keepalive_timeout = Some(Duration::from_secs(1));
+    file.limits.h2c = true;
+    file.limits.keepalive_timeout = Duration::from_millis(500);
+    file.limits.h2_keepalive_interval = Duration::from_millis(200);
+    file.limits.h2_keepalive_timeout = Duration::from_secs(1);
     let gw = spawn_gateway(file).await;
 
     // A stream that lasts 2 s (four idle timeouts, ten PING intervals) completes whole: the
@@ -267,7 +267,7 @@ async fn an_upload_streaming_longer_than_the_read_timeout_succeeds() {
 async fn a_request_body_that_stalls_past_the_body_timeout_gets_408() {
     let desktop = Desktop::http().await;
     let mut file = file_config(desktop.port_map());
-    file.limits.client_body_timeout = Some(Duration::from_millis(400));
+    file.limits.client_body_timeout = Duration::from_millis(400);
     let gw = spawn_gateway(file).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     let head = format!(
@@ -352,7 +352,7 @@ async fn an_unrequested_101_becomes_502() {
 async fn split_http2_cookies_reach_the_upstream_as_one_field() {
     let desktop = Desktop::http().await;
     let mut file = file_config(desktop.port_map());
-    file.limits.h2c = Some(true);
+    file.limits.h2c = true;
     let gw = spawn_gateway(file).await;
     let (mut sender, _task) = h2c(&gw).await;
     let req = Request::get(gw.url("/spawner/c"))
@@ -404,7 +404,7 @@ async fn forwarding_headers_pass_only_from_peers_that_may_speak_for_clients() {
     ] {
         let mut file = file_config(desktop.port_map());
         if let Some(proxy) = trusted {
-            file.clients.trusted_proxies = Some(vec![proxy.to_owned()]);
+            file.clients.trusted_proxies = vec![proxy.to_owned()];
         }
         let gw = spawn_gateway(file).await;
         // A route without header directives (the original passed the client's verbatim).
@@ -439,7 +439,7 @@ async fn forwarding_headers_pass_only_from_peers_that_may_speak_for_clients() {
 #[tokio::test]
 async fn the_per_address_cap_closes_connections_beyond_it_and_frees_slots_on_close() {
     let mut file = file_config(Default::default());
-    file.limits.max_connections_per_ip = Some(2);
+    file.limits.max_connections_per_ip = 2;
     let gw = spawn_gateway(file).await;
     let first = TcpStream::connect(gw.addr).await.unwrap();
     let _second = TcpStream::connect(gw.addr).await.unwrap();
@@ -485,9 +485,9 @@ async fn idle_keep_alive(gw: &Gateway) -> TcpStream {
 #[tokio::test]
 async fn out_of_connections_the_ones_waiting_longest_go_first_and_a_new_client_is_served() {
     let mut file = file_config(Default::default());
-    file.limits.max_connections = Some(3);
-    file.limits.header_read_timeout = Some(Duration::from_secs(60));
-    file.limits.keepalive_timeout = Some(Duration::from_secs(60));
+    file.limits.max_connections = 3;
+    file.limits.header_read_timeout = Duration::from_secs(60);
+    file.limits.keepalive_timeout = Duration::from_secs(60);
     let gw = spawn_gateway(file).await;
     let mut oldest = TcpStream::connect(gw.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1600)).await;
@@ -571,9 +571,9 @@ async fn out_of_connections_stalled_clients_go_and_a_request_waiting_on_its_upst
     let desktop = scripted_desktop().await;
     let port_map = POD_PORTS.iter().map(|p| (p.to_string(), desktop)).collect();
     let mut file = file_config(port_map);
-    file.limits.max_connections = Some(3);
-    file.limits.client_body_timeout = Some(Duration::from_secs(60));
-    file.limits.send_timeout = Some(Duration::from_secs(60));
+    file.limits.max_connections = 3;
+    file.limits.client_body_timeout = Duration::from_secs(60);
+    file.limits.send_timeout = Duration::from_secs(60);
     let gw = spawn_gateway(file).await;
     let auth = format!("ABCAuthorization: Bearer {}\r\n", token());
     let open = |head: String| async move {

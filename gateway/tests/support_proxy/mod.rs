@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use gateway::config::{
-    Config, Env, FileAuth, FileConfig, FileKeys, FileService, FileServices, FileUpstream,
+    AuthSection, FileConfig, KeysSection, ServiceAddr, Services, UpstreamConfig,
 };
 use gateway::keygen::{self, PAIRS};
 use gateway::mint::{MintMode, Minter};
@@ -232,29 +232,32 @@ impl Desktop {
 /// The base file config of the tests: test keys, loopback targets, a port map.
 pub fn file_config(port_map: BTreeMap<String, u16>) -> FileConfig {
     FileConfig {
-        node_name: Some("test-node".to_owned()),
-        keys: FileKeys {
-            signing_public_key: Some(KEYS.signing_public()),
-            payload_private_key: Some(KEYS.payload_private()),
-            ..FileKeys::default()
+        node_name: "test-node".to_owned(),
+        keys: KeysSection {
+            signing_public_key: KEYS.signing_public(),
+            payload_private_key: KEYS.payload_private(),
+            ..KeysSection::default()
         },
-        auth: FileAuth {
-            allow_loopback: Some(true),
-            ..FileAuth::default()
+        auth: AuthSection {
+            allow_loopback: true,
+            ..AuthSection::default()
         },
-        upstream: FileUpstream {
-            port_map: Some(port_map),
-            connect_timeout: Some(Duration::from_secs(5)),
-            ..FileUpstream::default()
+        upstream: UpstreamConfig {
+            port_map: port_map
+                .into_iter()
+                .map(|(from, to)| (from.parse().unwrap(), to))
+                .collect(),
+            connect_timeout: Duration::from_secs(5),
+            ..UpstreamConfig::default()
         },
         ..FileConfig::default()
     }
 }
 
-pub fn service(up: &Upstream) -> FileService {
-    FileService {
-        host: Some("127.0.0.1".to_owned()),
-        port: Some(up.addr.port()),
+pub fn service(up: &Upstream) -> ServiceAddr {
+    ServiceAddr {
+        host: "127.0.0.1".to_owned(),
+        port: up.addr.port(),
     }
 }
 
@@ -263,8 +266,8 @@ pub fn services(
     speedtest: &Upstream,
     console: &Upstream,
     website: &Upstream,
-) -> FileServices {
-    FileServices {
+) -> Services {
+    Services {
         pyos: service(pyos),
         speedtest: service(speedtest),
         console: service(console),
@@ -285,7 +288,7 @@ impl Gateway {
 }
 
 pub async fn spawn_gateway(file: FileConfig) -> Gateway {
-    let config = Config::load(file, &Env::default()).unwrap();
+    let config = file.validate().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
@@ -362,7 +365,7 @@ impl Running {
 }
 
 pub async fn spawn_run(file: FileConfig) -> Running {
-    let config = Config::load(file, &Env::default()).unwrap();
+    let config = file.validate().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
