@@ -24,6 +24,7 @@ pub mod admin;
 pub(crate) mod body;
 pub mod config;
 pub(crate) mod connection;
+pub(crate) mod deadline;
 pub mod demo;
 pub mod dns;
 pub mod headers;

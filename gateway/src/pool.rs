@@ -29,7 +29,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::connection::WriteDeadline;
+use crate::deadline::WriteDeadline;
 use crate::respond::Body;
 
 /// Largest read (and write) buffer of an upstream connection: response bodies are read in
