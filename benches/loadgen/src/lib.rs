@@ -4,7 +4,7 @@
 //!   sends load to that one URL only, on keep-alive connections (one request in flight per
 //!   connection), for at most `--duration` (capped at one hour), and prints throughput,
 //!   p50/p90/p99/p999 latency and counts by status; `--json FILE` writes the same report.
-//! - `loadgen mint` pre-mints a pool of tokens (one a line) with `gateway::mint::Minter`.
+//! - `loadgen mint` pre-mints a pool of tokens (one a line) with `gateway_tooling::mint::Minter`.
 //! - `loadgen serve` is the bench upstream: a 23-byte answer, `?size=N` streams N zero bytes,
 //!   and an optional WebSocket echo port.
 //! - `loadgen hostile` holds many misbehaving connections (silent, slowloris, slow body, slow
@@ -29,7 +29,7 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::{SinkExt as _, StreamExt as _};
-use gateway::mint::{MintMode, Minter};
+use gateway_tooling::mint::{MintMode, Minter};
 use hdrhistogram::Histogram;
 use http::{Request, Response};
 use http_body_util::{BodyExt as _, Either, Empty, Full};

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gateway::config::FileKeys;
-use gateway::keygen::{self, PAIRS};
-use gateway::mint::{MintMode, Minter};
+use gateway_tooling::keygen::{self, PAIRS};
+use gateway_tooling::mint::{MintMode, Minter};
 use support_proxy::*;
 
 const SIGNING_FILE: &str = "abcdesktop_jwt_desktop_signing_public_key.pem";

@@ -19,8 +19,8 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use gateway::config::{
     Config, Env, FileAuth, FileConfig, FileKeys, FileService, FileServices, FileUpstream,
 };
-use gateway::keygen::{self, PAIRS};
-use gateway::mint::{MintMode, Minter};
+use gateway_tooling::keygen::{self, PAIRS};
+use gateway_tooling::mint::{MintMode, Minter};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;

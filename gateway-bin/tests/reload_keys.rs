@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use gateway::mint::MintMode;
 use gateway::reload::{KeyReloader, KeySources, ReloadOutcome, ReloadStats};
 use gateway::token::{Authenticator, Keys, PayloadPadding, Refusal, Target};
+use gateway_tooling::mint::MintMode;
 use token_support::*;
 
 /// A Secret volume at `root`.
@@ -124,7 +124,7 @@ async fn rotated_signing_key_overlaps_with_the_previous_one_then_replaces_it() {
     s.signing
         .update(&[(SIGNING_PUBLIC, b.read(SIGNING_PUBLIC))]);
     assert_eq!(s.reloader.reload(), ReloadOutcome::Installed);
-    let by_b = gateway::mint::Minter::from_pem(
+    let by_b = gateway_tooling::mint::Minter::from_pem(
         &b.read(SIGNING_PRIVATE),
         &a.read(PAYLOAD_PUBLIC),
         MintMode::Pkcs1,
@@ -226,7 +226,7 @@ async fn no_request_fails_while_the_signing_key_rotates_under_load() {
     let by_a: Vec<String> = (0..150)
         .map(|i| fresh(&a, &format!("10.1.0.{i}")))
         .collect();
-    let by_b_minter = gateway::mint::Minter::from_pem(
+    let by_b_minter = gateway_tooling::mint::Minter::from_pem(
         &b.read(SIGNING_PRIVATE),
         &a.read(PAYLOAD_PUBLIC),
         MintMode::Pkcs1,
@@ -278,8 +278,8 @@ async fn no_request_fails_while_the_signing_key_rotates_under_load() {
 }
 
 /// Tokens signed by `signer`'s signing key for `payload`'s payload key.
-fn minter(signer: &KeyDir, payload: &KeyDir) -> gateway::mint::Minter {
-    gateway::mint::Minter::from_pem(
+fn minter(signer: &KeyDir, payload: &KeyDir) -> gateway_tooling::mint::Minter {
+    gateway_tooling::mint::Minter::from_pem(
         &signer.read(SIGNING_PRIVATE),
         &payload.read(PAYLOAD_PUBLIC),
         MintMode::Pkcs1,

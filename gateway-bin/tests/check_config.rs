@@ -11,9 +11,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use gateway::config::{self, Env};
-use gateway::keygen::{self, PAIRS};
-use gateway::mint::{MintMode, Minter};
 use gateway::token::SigningKey;
+use gateway_tooling::keygen::{self, PAIRS};
+use gateway_tooling::mint::{MintMode, Minter};
 
 const PAYLOAD_PRIVATE: &str = "abcdesktop_jwt_desktop_payload_private_key.pem";
 const PAYLOAD_PUBLIC: &str = "abcdesktop_jwt_desktop_payload_public_key.pem";

@@ -25,10 +25,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, Env, FileAuth, FileConfig, FileKeys, FileService, FileUpstream};
 use crate::keygen::{self, PAIRS};
 use crate::mint::{MintMode, Minter};
-use crate::respond::{self, Body};
+use gateway::config::{Config, Env, FileAuth, FileConfig, FileKeys, FileService, FileUpstream};
+use gateway::respond::{self, Body};
 
 /// How long the demo token lives (long enough to play with).
 pub const TOKEN_LIFETIME_SECS: i64 = 8 * 3600;
@@ -123,7 +123,7 @@ async fn start_on(
             port_map: Some(port_map),
             ..FileUpstream::default()
         },
-        services: crate::config::FileServices {
+        services: gateway::config::FileServices {
             website: FileService {
                 host: Some("127.0.0.1".to_owned()),
                 port: Some(site_port),
@@ -134,7 +134,7 @@ async fn start_on(
     };
     let config = Config::load(file, &Env::default())?;
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(crate::server::serve(listener, config, shutdown));
+    let server = tokio::spawn(gateway::server::serve(listener, config, shutdown));
     Ok(Running {
         addr,
         instructions: instructions(addr, &token),

@@ -1,14 +1,14 @@
 //! Shared helpers for the token-pipeline tests: key sets made by the code under test
-//! (`gateway::keygen`) or by `openssl` exactly as abcdesktop's installation document does, and
+//! (`gateway_tooling::keygen`) or by `openssl` exactly as abcdesktop's installation document does, and
 //! pyos-made tokens from `tests/interop/pyos.py` (PyJWT 2.4.0 + pycryptodome).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use gateway::keygen;
-use gateway::mint::{MintMode, Minter};
 use gateway::token::{AuthConfig, Keys, PayloadKey, PayloadPadding, SigningKey, TargetPolicy};
+use gateway_tooling::keygen;
+use gateway_tooling::mint::{MintMode, Minter};
 
 pub const PAYLOAD_PRIVATE: &str = "abcdesktop_jwt_desktop_payload_private_key.pem";
 pub const PAYLOAD_PUBLIC: &str = "abcdesktop_jwt_desktop_payload_public_key.pem";

@@ -6,10 +6,10 @@ mod token_support;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use gateway::mint::MintMode;
 use gateway::token::{
     self, AuthConfig, AuthStats, Keys, PayloadKey, PayloadPadding, Refusal, SigningKey,
 };
+use gateway_tooling::mint::MintMode;
 use token_support::*;
 
 /// One 2048-bit key directory for the whole file (jsonwebtoken signs only with ≥ 2048 bits).

@@ -156,7 +156,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 fn payload_fingerprint(path: &Path) -> Option<String> {
     use rsa::pkcs1::EncodeRsaPublicKey as _;
     let text = std::fs::read_to_string(path).ok()?;
-    let public = gateway::mint::public_key_from_pem(&text).ok()?;
+    let public = gateway::keys::public_key_from_pem(&text).ok()?;
     let der = public.to_pkcs1_der().ok()?;
     Some(gateway::token::fingerprint(der.as_bytes()))
 }
@@ -244,7 +244,7 @@ async fn main() -> ExitCode {
     let cli = parse_cli();
     if let Some(Command::Demo { listen }) = cli.command {
         telemetry::init(cli.log_format.unwrap_or_default(), &log_filter());
-        return match gateway::demo::run(listen, shutdown_signal()).await {
+        return match gateway_tooling::demo::run(listen, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("gateway demo: {e:#}");

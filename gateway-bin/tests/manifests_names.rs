@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gateway::config::{DEFAULT_LISTEN, DEFAULT_PAYLOAD_KEY, DEFAULT_SIGNING_KEY, Env, FileConfig};
-use gateway::keygen::PAIRS;
+use gateway_tooling::keygen::PAIRS;
 use serde::Deserialize as _;
 use serde_json::Value;
 
@@ -863,7 +863,7 @@ fn each_gateway_container_config_loads_with_its_environment() {
     let root = tempfile::tempdir().expect("temp dir");
     let pairs: Vec<_> = PAIRS[..2]
         .iter()
-        .map(|spec| gateway::keygen::generate_pair(*spec, 1024).expect("key pair"))
+        .map(|spec| gateway_tooling::keygen::generate_pair(*spec, 1024).expect("key pair"))
         .collect();
     for overlay in &OVERLAYS {
         let objects = rendered(overlay.name);

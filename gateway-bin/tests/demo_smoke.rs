@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_the_page_the_spawner_and_the_websocket_echo() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let demo = gateway::demo::start("127.0.0.1:0".parse().unwrap(), 1024, async {
+    let demo = gateway_tooling::demo::start("127.0.0.1:0".parse().unwrap(), 1024, async {
         let _ = stopped.await;
     })
     .await
@@ -67,7 +67,7 @@ async fn demo_serves_the_page_the_spawner_and_the_websocket_echo() {
 async fn demo_on_a_busy_port_fails_before_generating_keys() {
     let busy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = busy.local_addr().unwrap();
-    let err = gateway::demo::start(addr, 7, std::future::pending())
+    let err = gateway_tooling::demo::start(addr, 7, std::future::pending())
         .await
         .expect_err("a busy port must fail");
     let text = format!("{err:#}");
@@ -76,8 +76,9 @@ async fn demo_on_a_busy_port_fails_before_generating_keys() {
 
     // On a free port the same call gets as far as key generation, which refuses 7 bits.
     drop(busy);
-    let err = gateway::demo::start("127.0.0.1:0".parse().unwrap(), 7, std::future::pending())
-        .await
-        .expect_err("7-bit keys must fail");
+    let err =
+        gateway_tooling::demo::start("127.0.0.1:0".parse().unwrap(), 7, std::future::pending())
+            .await
+            .expect_err("7-bit keys must fail");
     assert!(format!("{err:#}").contains("--bits"), "{err:#}");
 }

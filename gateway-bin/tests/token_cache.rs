@@ -5,10 +5,10 @@ mod token_support;
 
 use std::sync::Arc;
 
-use gateway::mint::MintMode;
 use gateway::token::{
     AuthConfig, AuthStats, Authenticator, CacheConfig, PayloadPadding, Refusal, Target,
 };
+use gateway_tooling::mint::MintMode;
 use token_support::*;
 
 fn authenticator(keys: &KeyDir, cache: CacheConfig) -> Authenticator {

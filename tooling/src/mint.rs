@@ -8,8 +8,6 @@
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
-use rsa::pkcs1::{DecodeRsaPrivateKey as _, DecodeRsaPublicKey as _};
-use rsa::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
 use rsa::sha2::{Sha256, Sha512};
 use serde::Serialize;
 
@@ -54,29 +52,8 @@ impl std::fmt::Debug for Minter {
     }
 }
 
-fn label(text: &str) -> anyhow::Result<&str> {
-    crate::keys::pem_label(text).context("not a PEM file (no BEGIN line)")
-}
-
-/// Reads an RSA private key from PKCS#1 or PKCS#8 PEM.
-pub fn private_key_from_pem(text: &str) -> anyhow::Result<rsa::PrivateKey> {
-    match label(text)? {
-        "RSA PRIVATE KEY" => {
-            rsa::PrivateKey::from_pkcs1_pem(text).context("bad RSA PRIVATE KEY PEM")
-        }
-        "PRIVATE KEY" => rsa::PrivateKey::from_pkcs8_pem(text).context("bad PRIVATE KEY PEM"),
-        other => bail!("expected an RSA private key PEM, found `{other}`"),
-    }
-}
-
-/// Reads an RSA public key from PKCS#1 or SPKI PEM, or takes the public half of a private key.
-pub fn public_key_from_pem(text: &str) -> anyhow::Result<rsa::PublicKey> {
-    match label(text)? {
-        "RSA PUBLIC KEY" => rsa::PublicKey::from_pkcs1_pem(text).context("bad RSA PUBLIC KEY PEM"),
-        "PUBLIC KEY" => rsa::PublicKey::from_public_key_pem(text).context("bad PUBLIC KEY PEM"),
-        _ => Ok(private_key_from_pem(text)?.to_public_key()),
-    }
-}
+// The one PEM reader is the gateway's: a key the gateway reads, the tooling reads alike.
+pub use gateway::keys::{private_key_from_pem, public_key_from_pem};
 
 #[derive(Serialize)]
 struct Header {

@@ -6,10 +6,10 @@
 mod token_support;
 
 use base64::Engine as _;
-use gateway::mint::MintMode;
 use gateway::token::{
     self, AuthStats, Keys, PayloadKey, PayloadPadding, Refusal, SigningKey, Target,
 };
+use gateway_tooling::mint::MintMode;
 use token_support::*;
 
 fn accept(keys: &Keys, token: &str) -> Result<Target, Refusal> {
