@@ -54,6 +54,29 @@ pub fn pem_label(text: &str) -> Option<&str> {
     Some(&rest[..end])
 }
 
+/// SHA-256 of a key or certificate file's bytes: whether the file changed on disk since it was
+/// last loaded (the key reloader, TLS certificate reload). Not a token digest: the two never
+/// meet, so they are different types.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileDigest([u8; 32]);
+
+impl FileDigest {
+    /// The digest of `bytes`.
+    pub(crate) fn of(bytes: &[u8]) -> FileDigest {
+        FileDigest(crate::token::digest(bytes))
+    }
+}
+
+impl std::fmt::Debug for FileDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "FileDigest({})",
+            crate::token::digest_fingerprint(&self.0)
+        )
+    }
+}
+
 /// An RSA public key read from `PUBLIC KEY` (SPKI) or `RSA PUBLIC KEY` (PKCS#1) PEM.
 #[derive(Debug)]
 pub(crate) struct PublicPem {
