@@ -1,7 +1,7 @@
 //! The server around the proxy: HTTP/2 (h2c), the header-read timeout, the connection cap,
 //! the static site, and the binary's `--check-config`.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::time::Duration;
 

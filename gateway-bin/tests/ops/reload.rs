@@ -2,7 +2,7 @@
 //! the kubelet does it (new directory, atomic `..data` swap) and no request fails, whether its
 //! token was signed by the old key or the new one, during the overlap.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::os::unix::fs::symlink;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! (`[clients] trusted_proxies`) and what counts as a failure (a missing token does not).
 //! IPv6 /64 grouping is covered in `throttle.rs`'s unit tests (loopback has one IPv6 address).
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! WebSockets through the gateway (tokio-tungstenite on both ends): the token is checked on
 //! the upgrade request, before any upstream connection; then frames pass both ways.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Abuse limits over real sockets: a client address that keeps sending refused tokens gets 429
 //! with `Retry-After` (and no token work), other addresses are unaffected, and the window ends.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::time::Duration;
 

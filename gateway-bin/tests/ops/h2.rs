@@ -8,7 +8,7 @@
 //! Frames follow RFC 9113 §4 and §6; header blocks use HPACK literals without indexing or
 //! Huffman coding (RFC 7541 §6.2.2), which every decoder must accept.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

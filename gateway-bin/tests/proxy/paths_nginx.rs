@@ -10,7 +10,7 @@
 //! where its route wants one, to both; the test compares the status, the route and the
 //! recorder plus request target, and lists every spelling that differs.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

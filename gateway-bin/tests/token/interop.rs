@@ -3,7 +3,7 @@
 //! verify with PyJWT, decrypt with pycryptodome and `openssl pkeyutl`, and decode with
 //! jsonwebtoken.
 
-mod token_support;
+use crate::token_support;
 
 use base64::Engine as _;
 use gateway::token::{

@@ -2,7 +2,7 @@
 //! proxied with `X-Forwarded-Proto: https`, and a certificate replaced on disk is served to new
 //! connections without a restart while existing connections keep working.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! (`..<timestamp>/` holding the files, `..data` → that directory, each file a link through
 //! `..data`), updated the way the kubelet updates it (new directory, atomic `..data` swap).
 
-mod token_support;
+use crate::token_support;
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! garbage, one that stops mid-body. Each gives the documented answer with a generic body, and
 //! the gateway keeps serving other users.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use support_proxy::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

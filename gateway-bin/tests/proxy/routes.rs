@@ -1,7 +1,7 @@
 //! Every abcdesktop route, end to end over loopback: token source, upstream (pod port or named
 //! service), upstream URI and query, and the header profile.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use http::StatusCode;
 use support_proxy::*;

@@ -2,7 +2,7 @@
 //! 413 over a body limit (declared or streamed), 503 without a payload key, 404 without a
 //! route; and none of them reveals anything internal.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

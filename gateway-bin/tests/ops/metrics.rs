@@ -1,7 +1,7 @@
 //! The admin listener and the metrics: values move as requests flow through the gateway.
 //! (Prometheus writes labels in alphabetical order; the series below are spelled that way.)
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! `gateway demo` end to end: the printed token works for HTTP and WebSocket routes, and the
 //! page at `/` comes through the gateway.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use http::StatusCode;

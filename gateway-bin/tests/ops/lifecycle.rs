@@ -4,7 +4,7 @@
 //! on one connection never reaches the upstream in a shape the gateway did not mean
 //! (upgrades with bodies or other protocols, unrequested 101, split cookies, double Host).
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::time::Duration;
 

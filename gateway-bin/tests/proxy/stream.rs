@@ -2,7 +2,7 @@
 //! with the far end, so that no more than a few MiB can ever be in flight. A gateway that
 //! buffered a whole body would deadlock here (and the test would time out).
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::convert::Infallible;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The cached pipeline ([`Authenticator`]): the TTL rule, the entry bound, single-flight,
 //! the negative cache. Time is injected (`now`), so TTL tests need no sleeping.
 
-mod token_support;
+use crate::token_support;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! drain delay and refused after it, an in-flight slow request completes, an open WebSocket is
 //! closed at the end of the grace period, and the binary exits 0 on SIGTERM.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::convert::Infallible;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Desktop targets that are DNS names: resolved at request time through the configured DNS
 //! server (here a tiny in-process responder), cached by TTL, and dialled by address.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! The refusal matrix: one named test per way a token can be wrong, each asserting the exact
 //! [`Refusal`] and, where it matters, how far the pipeline got (verifications, decryptions).
 
-mod token_support;
+use crate::token_support;
 
 use std::sync::OnceLock;
 

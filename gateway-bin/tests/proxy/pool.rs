@@ -3,7 +3,7 @@
 //! connections, and responses abandoned half way. (Refused and failing upstreams are in
 //! `ops_faults.rs`.)
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -7,7 +7,7 @@
 //! of `now` (RFC 7519 makes `exp == now` expired, jsonwebtoken still accepts it), and every
 //! claim set has a `hash` (jsonwebtoken does not know it is required).
 
-mod token_support;
+use crate::token_support;
 
 use std::collections::HashSet;
 

@@ -1,7 +1,7 @@
 //! manifests/gateway.example.toml parses, validates, and its values are the defaults —
 //! both as shipped and with every commented-out key uncommented.
 
-mod support_proxy;
+use crate::support_proxy;
 
 use std::path::Path;
 
