@@ -9,26 +9,23 @@
 //! Deliberately omitted: TLS, pyos, and every other pod service (their routes answer 502).
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use futures_util::{SinkExt as _, StreamExt as _};
 use http::{Request, Response, header};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::keygen::{self, PAIRS};
-use crate::mint::{MintMode, Minter};
+use crate::fixtures::{self, KeyDir};
+use crate::keygen::PAIRS;
+use crate::mint::MintMode;
+use crate::upstream::{Accepts, serve_http, websocket_echo};
 use gateway::config::{Config, Env, FileAuth, FileConfig, FileKeys, FileService, FileUpstream};
-use gateway::respond::{self, Body};
+use gateway::respond;
 
 /// How long the demo token lives (long enough to play with).
 pub const TOKEN_LIFETIME_SECS: i64 = 8 * 3600;
@@ -46,13 +43,7 @@ pub struct Running {
     pub instructions: String,
     /// The gateway task; ends after the shutdown future completes.
     pub server: JoinHandle<()>,
-    _keys: tempfile::TempDir,
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+    _keys: KeyDir,
 }
 
 /// Binds the demo's public listener; the error suggests a free port.
@@ -77,27 +68,20 @@ async fn start_on(
     bits: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
-    let dir = tempfile::tempdir().context("cannot create a temporary key directory")?;
-    let pairs = tokio::task::spawn_blocking(move || {
-        PAIRS
-            .iter()
-            .take(2)
-            .map(|spec| keygen::generate_pair(*spec, bits))
-            .collect::<anyhow::Result<Vec<_>>>()
-    })
-    .await
-    .context("key generation task failed")??;
-    keygen::write_pairs(dir.path(), &pairs, false)?;
-    let [payload, signing] = pairs.as_slice() else {
-        anyhow::bail!("expected two key pairs");
-    };
-    let token = Minter::from_pem(&signing.private_pem, &payload.public_pem, MintMode::Pkcs1)?
-        .mint("127.0.0.1", now(), TOKEN_LIFETIME_SECS)?;
+    // The desktop payload and signing pairs.
+    let keys = tokio::task::spawn_blocking(move || KeyDir::generate(&PAIRS[..2], bits))
+        .await
+        .context("key generation task failed")??;
+    let token = keys.try_minter(MintMode::Pkcs1)?.mint(
+        "127.0.0.1",
+        fixtures::now(),
+        TOKEN_LIFETIME_SECS,
+    )?;
 
     let mut port_map = BTreeMap::new();
     let ws = TcpListener::bind("127.0.0.1:0").await?;
     port_map.insert("6081".to_owned(), ws.local_addr()?.port());
-    tokio::spawn(websocket_echo(ws));
+    tokio::spawn(websocket_echo(ws, Accepts::default(), None, |_| None));
     for (pod_port, role) in [(29786u16, "spawner"), (29783, "filer")] {
         let l = TcpListener::bind("127.0.0.1:0").await?;
         port_map.insert(pod_port.to_string(), l.local_addr()?.port());
@@ -111,8 +95,8 @@ async fn start_on(
         listen: Some(listener.local_addr()?.to_string()),
         node_name: Some("demo-node".to_owned()),
         keys: FileKeys {
-            signing_public_key: Some(dir.path().join(PAIRS[1].public_file)),
-            payload_private_key: Some(dir.path().join(PAIRS[0].private_file)),
+            signing_public_key: Some(keys.signing_public()),
+            payload_private_key: Some(keys.payload_private()),
             ..FileKeys::default()
         },
         auth: FileAuth {
@@ -140,7 +124,7 @@ async fn start_on(
         instructions: instructions(addr, &token),
         token,
         server,
-        _keys: dir,
+        _keys: keys,
     })
 }
 
@@ -218,77 +202,50 @@ document.getElementById("spawner").onclick = async () => {{
     )
 }
 
-async fn serve_http<F, Fut>(listener: TcpListener, handler: F)
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
-{
-    while let Ok((stream, _)) = listener.accept().await {
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler(req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
-
 /// A fake pod HTTP service: answers with what it received (body counted, not kept).
 async fn http_echo(listener: TcpListener, role: &'static str) {
-    serve_http(listener, move |req: Request<Incoming>| async move {
-        let (parts, mut body) = req.into_parts();
-        let mut received = 0usize;
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Some(data) = frame.data_ref() {
-                received += data.len();
+    serve_http(
+        listener,
+        Accepts::default(),
+        move |req: Request<Incoming>| async move {
+            let (parts, mut body) = req.into_parts();
+            let mut received = 0usize;
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    received += data.len();
+                }
             }
-        }
-        let mut text = format!("fake desktop {role}: {} {}\n", parts.method, parts.uri);
-        for (name, value) in &parts.headers {
-            text.push_str(&format!(
-                "  {name}: {}\n",
-                String::from_utf8_lossy(value.as_bytes())
-            ));
-        }
-        text.push_str(&format!("received {received} body bytes\n"));
-        respond::text(http::StatusCode::OK, text)
-    })
+            let mut text = format!("fake desktop {role}: {} {}\n", parts.method, parts.uri);
+            for (name, value) in &parts.headers {
+                text.push_str(&format!(
+                    "  {name}: {}\n",
+                    String::from_utf8_lossy(value.as_bytes())
+                ));
+            }
+            text.push_str(&format!("received {received} body bytes\n"));
+            respond::text(http::StatusCode::OK, text)
+        },
+    )
     .await;
 }
 
 /// The fake `website` service: the demo page for every path.
 async fn website(listener: TcpListener, page: String) {
     let page = Bytes::from(page);
-    serve_http(listener, move |_req: Request<Incoming>| {
-        let page = page.clone();
-        async move {
-            let mut res = Response::new(respond::full(page));
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            res
-        }
-    })
-    .await;
-}
-
-/// The fake websockify: a WebSocket echo.
-async fn websocket_echo(listener: TcpListener) {
-    while let Ok((stream, _)) = listener.accept().await {
-        tokio::spawn(async move {
-            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                return;
-            };
-            while let Some(Ok(msg)) = ws.next().await {
-                if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                    break;
-                }
+    serve_http(
+        listener,
+        Accepts::default(),
+        move |_req: Request<Incoming>| {
+            let page = page.clone();
+            async move {
+                let mut res = Response::new(respond::full(page));
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                res
             }
-        });
-    }
+        },
+    )
+    .await;
 }

@@ -1,7 +1,7 @@
 //! The upstream connection pool, seen from a scripted upstream that counts and watches its
 //! TCP connections: reuse, the per-host idle bound, upstreams that close kept-alive
 //! connections, and responses abandoned half way. (Refused and failing upstreams are in
-//! `ops_faults.rs`.)
+//! `ops/faults.rs`.)
 
 use crate::support_proxy;
 

@@ -4,15 +4,13 @@
 
 use crate::support_proxy;
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
+use gateway_tooling::upstream::serve_http;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use support_proxy::*;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -32,20 +30,7 @@ where
 {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
+    tokio::spawn(serve_http(l, Default::default(), handler));
     port
 }
 

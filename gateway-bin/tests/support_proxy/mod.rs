@@ -7,27 +7,26 @@
 #![allow(dead_code, clippy::result_large_err)]
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt as _, StreamExt as _};
 use gateway::config::{
     Config, Env, FileAuth, FileConfig, FileKeys, FileService, FileServices, FileUpstream,
 };
-use gateway_tooling::keygen::{self, PAIRS};
+use gateway_tooling::fixtures::KeyDir;
+pub use gateway_tooling::fixtures::now;
+use gateway_tooling::keygen::PAIRS;
 use gateway_tooling::mint::{MintMode, Minter};
+use gateway_tooling::upstream::{serve_http, websocket_echo};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -39,40 +38,25 @@ pub const POD_PORTS: [u16; 13] = [
     4714, 6081, 29780, 29781, 29782, 29783, 29784, 29785, 29786, 29787, 29788, 29789, 29790,
 ];
 
+/// The desktop key pairs and a minter signing with them.
 pub struct TestKeys {
-    pub dir: tempfile::TempDir,
+    pub keys: KeyDir,
     pub minter: Minter,
 }
 
-impl TestKeys {
-    pub fn signing_public(&self) -> PathBuf {
-        self.dir.path().join(PAIRS[1].public_file)
-    }
-    pub fn payload_private(&self) -> PathBuf {
-        self.dir.path().join(PAIRS[0].private_file)
+impl std::ops::Deref for TestKeys {
+    type Target = KeyDir;
+    fn deref(&self) -> &KeyDir {
+        &self.keys
     }
 }
 
 /// 1024-bit keys (fast in debug builds), made once per test binary.
 pub static KEYS: LazyLock<TestKeys> = LazyLock::new(|| {
-    let pairs: Vec<_> = PAIRS
-        .iter()
-        .take(2)
-        .map(|spec| keygen::generate_pair(*spec, 1024).unwrap())
-        .collect();
-    let dir = tempfile::tempdir().unwrap();
-    keygen::write_pairs(dir.path(), &pairs, false).unwrap();
-    let minter =
-        Minter::from_pem(&pairs[1].private_pem, &pairs[0].public_pem, MintMode::Pkcs1).unwrap();
-    TestKeys { dir, minter }
+    let keys = KeyDir::generate(&PAIRS[..2], 1024).unwrap();
+    let minter = keys.minter(MintMode::Pkcs1);
+    TestKeys { keys, minter }
 });
-
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// A valid token for the fake desktop on 127.0.0.1.
 pub fn token() -> String {
@@ -136,24 +120,11 @@ pub async fn upstream(name: &str) -> Upstream {
         addr: listener.local_addr().unwrap(),
         accepts: Arc::new(AtomicUsize::new(0)),
     };
-    let accepts = up.accepts.clone();
     let name = name.to_owned();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            accepts.fetch_add(1, Ordering::SeqCst);
-            let name = name.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let name = name.clone();
-                    async move { Ok::<_, Infallible>(describe(&name, req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
+    tokio::spawn(serve_http(listener, up.accepts.clone(), move |req| {
+        let name = name.clone();
+        async move { describe(&name, req).await }
+    }));
     up
 }
 
@@ -166,40 +137,15 @@ pub async fn ws_upstream(name: &str) -> Upstream {
         addr: listener.local_addr().unwrap(),
         accepts: Arc::new(AtomicUsize::new(0)),
     };
-    let accepts = up.accepts.clone();
     let name = name.to_owned();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            accepts.fetch_add(1, Ordering::SeqCst);
-            let name = name.clone();
-            tokio::spawn(async move {
-                let seen = Arc::new(std::sync::Mutex::new(Value::Null));
-                let seen2 = seen.clone();
-                let cb = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                               res| {
-                    let mut headers = serde_json::Map::new();
-                    for (k, v) in req.headers() {
-                        headers.insert(k.to_string(), Value::from(v.to_str().unwrap_or("?")));
-                    }
-                    *seen2.lock().unwrap() =
-                        json!({"name": name, "uri": req.uri().to_string(), "headers": headers});
-                    Ok(res)
-                };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, cb).await else {
-                    return;
-                };
-                let hello = seen.lock().unwrap().to_string();
-                if ws.send(hello.into()).await.is_err() {
-                    return;
-                }
-                while let Some(Ok(msg)) = ws.next().await {
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-            });
+    let hello = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request| {
+        let mut headers = serde_json::Map::new();
+        for (k, v) in req.headers() {
+            headers.insert(k.to_string(), Value::from(v.to_str().unwrap_or("?")));
         }
-    });
+        Some(json!({"name": name, "uri": req.uri().to_string(), "headers": headers}).to_string())
+    };
+    tokio::spawn(websocket_echo(listener, up.accepts.clone(), None, hello));
     up
 }
 
