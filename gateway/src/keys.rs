@@ -151,7 +151,7 @@ pub fn private_key_from_pem(text: &str) -> Result<rsa::PrivateKey, KeyError> {
 }
 
 /// An RSA public key from a file holding either half of the pair, of any size: a public key
-/// PEM as [`read_public`] reads it, else the public half of a private key PEM (a payload
+/// PEM as the gateway reads it, else the public half of a private key PEM (a payload
 /// private key's fingerprint, a token minted with the payload private key file).
 pub fn public_key_from_pem(text: &str) -> Result<rsa::PublicKey, KeyError> {
     match parse_public(text) {

@@ -14,22 +14,25 @@
 //! - [`server`]: the accept loop ([`server::serve`]); `connection`: one client connection's
 //!   protocol and deadlines; [`proxy`]: the request path; `upstream`: the one executor of
 //!   upstream exchanges (pooled or dedicated, upgrade or not); `body`: body adapters;
-//!   [`pool`]: pooled upstream connections; [`upgrade`]: WebSocket tunnels; [`headers`]: header profiles; [`respond`]: the
-//!   gateway's own responses; [`dns`]: desktop-name resolution.
+//!   `pool`: pooled upstream connections; `upgrade`: WebSocket tunnels; `headers`: header profiles; [`respond`]: the
+//!   gateway's own responses; `dns`: desktop-name resolution.
 //!
 //! This crate holds only what serving needs. Key generation, token minting and `gateway demo`
 //! are in the `gateway-tooling` crate, which depends on this one (never the reverse); the
 //! `gateway` binary is the `gateway` package (`gateway-bin/`).
+//!
+//! Public modules are what the binary, `keys-tool`, the tooling, tests, benches and fuzz
+//! properties use; the others are crate-private, so the compiler reports what in them is dead.
 
 pub mod admin;
 pub(crate) mod body;
 pub mod config;
 pub(crate) mod connection;
-pub mod dns;
-pub mod headers;
+pub(crate) mod dns;
+pub(crate) mod headers;
 pub mod keys;
-pub mod metrics;
-pub mod pool;
+pub(crate) mod metrics;
+pub(crate) mod pool;
 pub mod proxy;
 pub mod reload;
 pub mod respond;
@@ -39,5 +42,5 @@ pub mod telemetry;
 pub mod throttle;
 pub mod tls;
 pub mod token;
-pub mod upgrade;
+pub(crate) mod upgrade;
 pub(crate) mod upstream;
