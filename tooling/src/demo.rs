@@ -24,7 +24,7 @@ use crate::fixtures::{self, KeyDir};
 use crate::keygen::PAIRS;
 use crate::mint::MintMode;
 use crate::upstream::{Accepts, serve_http, websocket_echo};
-use gateway::config::{Config, Env, FileAuth, FileConfig, FileKeys, FileService, FileUpstream};
+use gateway::config::{Config, Env, FileConfig, FileService, FileServices};
 use gateway::respond;
 
 /// How long the demo token lives (long enough to play with).
@@ -94,27 +94,14 @@ async fn start_on(
     let file = FileConfig {
         listen: Some(listener.local_addr()?.to_string()),
         node_name: Some("demo-node".to_owned()),
-        keys: FileKeys {
-            signing_public_key: Some(keys.signing_public()),
-            payload_private_key: Some(keys.payload_private()),
-            ..FileKeys::default()
-        },
-        auth: FileAuth {
-            allow_loopback: Some(true),
-            ..FileAuth::default()
-        },
-        upstream: FileUpstream {
-            port_map: Some(port_map),
-            ..FileUpstream::default()
-        },
-        services: gateway::config::FileServices {
+        services: FileServices {
             website: FileService {
                 host: Some("127.0.0.1".to_owned()),
                 port: Some(site_port),
             },
-            ..Default::default()
+            ..FileServices::default()
         },
-        ..FileConfig::default()
+        ..keys.file_config(port_map)
     };
     let config = Config::load(file, &Env::default())?;
     let addr = listener.local_addr()?;

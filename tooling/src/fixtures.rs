@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::collections::BTreeMap;
+
 use anyhow::Context as _;
+use gateway::config::{FileAuth, FileConfig, FileKeys, FileUpstream};
 use gateway::token::{Keys, PayloadKey, PayloadPadding, SigningKey};
 
 use crate::keygen::{self, PAIRS, PairSpec};
@@ -133,6 +136,28 @@ impl KeyDir {
     /// [`KeyDir::try_read`], panicking: for tests.
     pub fn read(&self, name: &str) -> String {
         self.try_read(name).expect("key file")
+    }
+
+    /// A gateway configuration for a fake desktop on loopback: this directory's keys,
+    /// loopback targets allowed, and `port_map` sending each pod port to the ephemeral port
+    /// of the service standing in for it. Everything else is the default.
+    pub fn file_config(&self, port_map: BTreeMap<String, u16>) -> FileConfig {
+        FileConfig {
+            keys: FileKeys {
+                signing_public_key: Some(self.signing_public()),
+                payload_private_key: Some(self.payload_private()),
+                ..FileKeys::default()
+            },
+            auth: FileAuth {
+                allow_loopback: Some(true),
+                ..FileAuth::default()
+            },
+            upstream: FileUpstream {
+                port_map: Some(port_map),
+                ..FileUpstream::default()
+            },
+            ..FileConfig::default()
+        }
     }
 
     /// The keys a gateway using this directory holds (payload private key).

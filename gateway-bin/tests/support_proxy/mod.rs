@@ -13,9 +13,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway::config::{
-    Config, Env, FileAuth, FileConfig, FileKeys, FileService, FileServices, FileUpstream,
-};
+use gateway::config::{Config, Env, FileConfig, FileService, FileServices};
 use gateway_tooling::fixtures::KeyDir;
 pub use gateway_tooling::fixtures::now;
 use gateway_tooling::keygen::PAIRS;
@@ -177,24 +175,10 @@ impl Desktop {
 
 /// The base file config of the tests: test keys, loopback targets, a port map.
 pub fn file_config(port_map: BTreeMap<String, u16>) -> FileConfig {
-    FileConfig {
-        node_name: Some("test-node".to_owned()),
-        keys: FileKeys {
-            signing_public_key: Some(KEYS.signing_public()),
-            payload_private_key: Some(KEYS.payload_private()),
-            ..FileKeys::default()
-        },
-        auth: FileAuth {
-            allow_loopback: Some(true),
-            ..FileAuth::default()
-        },
-        upstream: FileUpstream {
-            port_map: Some(port_map),
-            connect_timeout: Some(Duration::from_secs(5)),
-            ..FileUpstream::default()
-        },
-        ..FileConfig::default()
-    }
+    let mut file = KEYS.file_config(port_map);
+    file.node_name = Some("test-node".to_owned());
+    file.upstream.connect_timeout = Some(Duration::from_secs(5));
+    file
 }
 
 pub fn service(up: &Upstream) -> FileService {
