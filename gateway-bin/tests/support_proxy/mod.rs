@@ -74,6 +74,17 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// A listener on 127.0.0.1:0 and the upstream that will serve it, with no accept yet.
+    async fn bind(name: &str) -> (TcpListener, Upstream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = Upstream {
+            name: name.to_owned(),
+            addr: listener.local_addr().unwrap(),
+            accepts: Arc::new(AtomicUsize::new(0)),
+        };
+        (listener, up)
+    }
+
     pub fn accepted(&self) -> usize {
         self.accepts.load(Ordering::SeqCst)
     }
@@ -112,12 +123,7 @@ async fn describe(name: &str, req: Request<Incoming>) -> Response<TestBody> {
 
 /// Starts an HTTP echo upstream named `name` on 127.0.0.1:0.
 pub async fn upstream(name: &str) -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = Upstream {
-        name: name.to_owned(),
-        addr: listener.local_addr().unwrap(),
-        accepts: Arc::new(AtomicUsize::new(0)),
-    };
+    let (listener, up) = Upstream::bind(name).await;
     let name = name.to_owned();
     tokio::spawn(serve_http(listener, up.accepts.clone(), move |req| {
         let name = name.clone();
@@ -129,12 +135,7 @@ pub async fn upstream(name: &str) -> Upstream {
 /// Starts a WebSocket upstream: on connect it sends one text message describing the
 /// handshake request (JSON), then echoes every message.
 pub async fn ws_upstream(name: &str) -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = Upstream {
-        name: name.to_owned(),
-        addr: listener.local_addr().unwrap(),
-        accepts: Arc::new(AtomicUsize::new(0)),
-    };
+    let (listener, up) = Upstream::bind(name).await;
     let name = name.to_owned();
     let hello = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request| {
         let mut headers = serde_json::Map::new();
