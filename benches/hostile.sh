@@ -18,7 +18,7 @@
 # clients go there, the legitimate one to the HTTP/1 listener of the same worker), the gateway
 # sniffs (a second gateway process with h2c on takes both).
 #
-# Knobs: HOSTILE [10000], DUR [15s] per measured run, PROXY_CPU [0], LOAD_CPU [1],
+# Knobs: HOSTILE [10000], DUR [15s] per measured run, KINDS [all six], PROXY_CPU [0], LOAD_CPU [1],
 # BASE_PORT [19080], CARGO_TARGET_DIR [target].
 set -euo pipefail
 
@@ -35,7 +35,8 @@ NGINX_PORT=$((BASE_PORT + 1))
 GW_PORT=$((BASE_PORT + 2))
 GW_H2C_PORT=$((BASE_PORT + 3))
 NGINX_H2C_PORT=$((BASE_PORT + 4)) # the same nginx worker, HTTP/2 with prior knowledge
-KINDS=(silent slowloris slow-body slow-reader idle-keepalive idle-h2)
+# KINDS: which hostile kinds to run (all by default).
+read -r -a KINDS <<<"${KINDS:-silent slowloris slow-body slow-reader idle-keepalive idle-h2}"
 
 WORK=$(mktemp -d /tmp/gw-hostile.XXXXXX)
 # shellcheck source=benches/lib.sh

@@ -1,5 +1,5 @@
-//! `config_parse`: arbitrary bytes as the TOML config, through the binary's two stages
-//! (`FileConfig::parse`, then `Config::load`).
+//! `config_parse`: arbitrary bytes as the TOML config, through the binary's two steps
+//! (`FileConfig::parse`, then `FileConfig::validate`).
 //!
 //! File I/O is pinned, so that a fuzzed path can never make a run read `/dev/zero` or depend
 //! on the machine: every key-file path the file names is replaced by the committed fuzz key of
@@ -7,44 +7,59 @@
 //! what the file says. The environment is empty.
 //!
 //! Properties:
-//! - neither stage panics, and both are functions of their input (loading twice gives the
-//!   same configuration, or the same error);
-//! - an accepted configuration keeps every value the file set (auth, limits, abuse, log,
-//!   upstream, services, container ports, route overrides) and falls back to the documented
-//!   defaults for those it did not;
+//! - neither step panics, and both are functions of their input (validating twice gives the
+//!   same configuration, or the same problems);
+//! - an accepted configuration keeps every value the file holds (auth, limits, abuse, log,
+//!   upstream, services, container ports, route overrides); a key whose name the text does
+//!   not contain at all has the documented default constant;
 //! - limits are within their documented bounds: `max_token_len ≥ 1`, `max_connections ≥ 1`,
 //!   `max_header_bytes ≥ 8192`, `workers ≤ MAX_WORKERS` (and at least one thread runs),
 //!   `reload_interval > 0`;
-//! - a service host is an IP address or a DNS name (letters, digits, `-`, `_`, `.`, at most
-//!   253 bytes) and makes a URI with its port (the proxy dials `http://host:port/…`); every
-//!   route the file disabled is gone, and an overridden route carries its new port, timeouts
-//!   and body limit.
+//! - service hosts follow the documented rule, checked both ways on the reported problems: a
+//!   service host is refused (a problem at `services.<name>.host`) exactly when it is neither
+//!   an IP address nor a DNS name of letters, digits, `-`, `_` and `.` of 1 to 253 bytes
+//!   (bracketed hosts: accepted ones hold an IP address); every route the file disabled is
+//!   gone, and an overridden route carries its new port, timeouts and body limit.
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
 
-use gateway::config::{self, Config, Env, FileConfig};
+use gateway::config::{self, ConfigError, Env, FileConfig, Problems, ServiceAddr};
 use gateway::routes::{PortRule, Upstream};
-use gateway::token::{self, CacheConfig, TargetPolicy};
 
 use super::common::key_files;
 
 /// At most this many extra signing keys are loaded (each is a file read and an RSA parse).
 const MAX_EXTRA_KEYS: usize = 4;
 
+/// Whether `text` writes `keys.payload_private_key`: the environment fills exactly the keys
+/// the file leaves out, so a sentinel variable shows through where the file is silent.
+fn writes_payload_key(text: &str) -> bool {
+    let sentinel = "/sentinel/payload.pem";
+    let env = Env {
+        payload_private_key: Some(sentinel.to_owned()),
+        ..Env::default()
+    };
+    FileConfig::parse_with_env(text, &env)
+        .is_ok_and(|f| f.keys.payload_private_key != Path::new(sentinel))
+}
+
 /// Points every path in `file` at the fixed files (see the module docs).
-fn pin_paths(file: &mut FileConfig) {
+fn pin_paths(file: &mut FileConfig, payload_written: bool) {
     let f = key_files();
-    file.keys.signing_public_key = Some(f.signing());
-    if file.keys.payload_private_key.is_some() {
-        file.keys.payload_private_key = Some(f.payload());
+    file.keys.signing_public_key = f.signing();
+    // Without the key in the file, the default path does not exist here: the gateway must
+    // still load (503 mode).
+    file.keys.payload_private_key = if payload_written {
+        f.payload()
     } else {
-        // The default path does not exist here: the gateway must still load (503 mode).
-        file.keys.payload_private_key = Some(f.absent());
-    }
-    if let Some(extra) = &mut file.keys.extra_signing_public_keys {
-        extra.truncate(MAX_EXTRA_KEYS);
-        extra.iter_mut().for_each(|p| *p = f.signing());
-    }
+        f.absent()
+    };
+    file.keys.extra_signing_public_keys.truncate(MAX_EXTRA_KEYS);
+    file.keys
+        .extra_signing_public_keys
+        .iter_mut()
+        .for_each(|p| *p = f.signing());
     if let Some(dir) = &mut file.website.static_dir {
         *dir = f.dir().to_path_buf();
     }
@@ -65,61 +80,147 @@ pub fn check(data: &[u8]) {
     let Ok(mut file) = parsed else {
         return;
     };
-    pin_paths(&mut file);
-    let first = Config::load(file.clone(), &Env::default());
-    let second = Config::load(file.clone(), &Env::default());
+    pin_paths(&mut file, writes_payload_key(text));
+    let first = file.clone().validate();
+    let second = file.clone().validate();
     assert_eq!(
         format!("{first:?}"),
         format!("{second:?}"),
-        "load is not a function"
+        "validate is not a function"
     );
+    let problems = match &first {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid(Problems(list))) => list.iter().map(|p| p.key.clone()).collect(),
+        Err(other) => panic!("validate gave a non-validation error: {other}"),
+    };
+    services_follow_the_documented_rule(&file, &problems);
     if let Ok(config) = first {
-        accepted(&file, &config, &key_files().absent());
+        defaults_where_unwritten(text, &file);
+        accepted(&file, &config);
     }
 }
 
-fn accepted(file: &FileConfig, config: &Config, absent: &Path) {
+/// The documented rule for a service host, written from its statement (README, `[services]`):
+/// an IP address, or a DNS name made of ASCII letters, digits, `-`, `_` and `.`, 1 to 253
+/// bytes long. An IPv6 address may be written in brackets, once.
+fn documented_usable(host: &str) -> bool {
+    let in_brackets = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    if let Some(inner) = in_brackets {
+        return inner.parse::<Ipv6Addr>().is_ok();
+    }
+    let name_chars = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    host.parse::<IpAddr>().is_ok()
+        || ((1..=253).contains(&host.len()) && host.chars().all(name_chars))
+}
+
+fn services_follow_the_documented_rule(file: &FileConfig, problems: &[String]) {
+    let s = &file.services;
+    for (name, svc) in [
+        ("pyos", &s.pyos),
+        ("speedtest", &s.speedtest),
+        ("console", &s.console),
+        ("website", &s.website),
+    ] {
+        let refused = problems.contains(&format!("services.{name}.host"));
+        let host = &svc.host;
+        if host.contains(['[', ']']) && !host.starts_with('[') {
+            // Brackets elsewhere than around the whole host: never an IP address, never a name.
+            assert!(refused, "services.{name}.host {host:?} accepted");
+        } else if host.starts_with('[') && !refused {
+            assert!(
+                documented_usable(host),
+                "services.{name}.host {host:?} accepted"
+            );
+        } else if !host.starts_with('[') {
+            assert_eq!(
+                refused,
+                !documented_usable(host),
+                "services.{name}.host {host:?}: refused {refused}"
+            );
+        }
+    }
+}
+
+/// Keys whose name the text does not contain anywhere cannot have been written (a TOML key
+/// may be spelt with escapes, so only texts without any backslash are judged): they hold the
+/// documented default constants.
+fn defaults_where_unwritten(text: &str, file: &FileConfig) {
+    if text.contains('\\') {
+        return;
+    }
+    let silent = |key: &str| !text.contains(key);
+    let checks: [(&str, bool); 12] = [
+        ("listen", file.listen == config::DEFAULT_LISTEN),
+        ("node_name", file.node_name.is_empty()),
+        (
+            "max_connections",
+            file.limits.max_connections == config::DEFAULT_MAX_CONNECTIONS,
+        ),
+        (
+            "max_header_bytes",
+            file.limits.max_header_bytes == config::DEFAULT_MAX_HEADER_BYTES,
+        ),
+        (
+            "header_read_timeout",
+            file.limits.header_read_timeout == config::DEFAULT_HEADER_READ_TIMEOUT,
+        ),
+        (
+            "shutdown_grace",
+            file.limits.shutdown_grace == config::DEFAULT_SHUTDOWN_GRACE,
+        ),
+        ("workers", file.limits.workers == 0),
+        (
+            "h2_max_concurrent_streams",
+            file.limits.h2_max_concurrent_streams == config::DEFAULT_H2_MAX_CONCURRENT_STREAMS,
+        ),
+        (
+            "connect_timeout",
+            file.upstream.connect_timeout == config::DEFAULT_CONNECT_TIMEOUT,
+        ),
+        (
+            "auth_failures_per_ip",
+            file.abuse.auth_failures_per_ip == gateway::throttle::DEFAULT_LIMIT,
+        ),
+        ("access_log", file.log.access_log),
+        (
+            "ports",
+            file.container.ports == gateway::routes::DEFAULT_CONTAINER_PORTS,
+        ),
+    ];
+    for (key, is_default) in checks {
+        assert!(
+            !silent(key) || is_default,
+            "{key}: not written, not the default"
+        );
+    }
+    if silent("pyos") {
+        assert_eq!(
+            file.services.pyos,
+            ServiceAddr {
+                host: config::DEFAULT_PYOS_HOST.to_owned(),
+                port: config::DEFAULT_PYOS_PORT,
+            }
+        );
+    }
+}
+
+fn accepted(file: &FileConfig, config: &config::Config) {
     // Token pipeline.
     let auth = &config.auth;
-    let defaults = token::AuthConfig::default();
     assert!(auth.max_token_len >= 1);
-    assert_eq!(
-        auth.max_token_len,
-        file.auth.max_token_len.unwrap_or(defaults.max_token_len)
-    );
-    assert_eq!(auth.leeway, file.auth.leeway.unwrap_or(defaults.leeway));
-    let policy = TargetPolicy::default();
-    assert_eq!(
-        auth.target.dns_suffixes,
-        file.auth
-            .dns_suffixes
-            .clone()
-            .unwrap_or(policy.dns_suffixes)
-    );
-    assert_eq!(
-        auth.target.allow_loopback,
-        file.auth.allow_loopback.unwrap_or(policy.allow_loopback)
-    );
-    let cache = CacheConfig::default();
-    assert_eq!(
-        auth.cache.max_ttl,
-        file.auth.cache_max_ttl.unwrap_or(cache.max_ttl)
-    );
-    assert_eq!(
-        auth.cache.max_entries,
-        file.auth.cache_max_entries.unwrap_or(cache.max_entries)
-    );
+    assert_eq!(auth.max_token_len, file.auth.max_token_len);
+    assert_eq!(auth.leeway, file.auth.leeway);
+    assert_eq!(auth.target.dns_suffixes, file.auth.dns_suffixes);
+    assert_eq!(auth.target.allow_loopback, file.auth.allow_loopback);
+    assert_eq!(auth.cache.max_ttl, file.auth.cache_max_ttl);
+    assert_eq!(auth.cache.max_entries, file.auth.cache_max_entries);
     assert_eq!(
         config.keys.signing.len(),
-        1 + file
-            .keys
-            .extra_signing_public_keys
-            .as_ref()
-            .map_or(0, Vec::len)
+        1 + file.keys.extra_signing_public_keys.len()
     );
     assert_eq!(
         config.keys.payload.is_some(),
-        file.keys.payload_private_key.as_deref() != Some(absent),
+        file.keys.payload_private_key != key_files().absent(),
         "payload key loaded or not as its file says"
     );
     assert!(!config.key_watch.interval.is_zero());
@@ -128,111 +229,34 @@ fn accepted(file: &FileConfig, config: &Config, absent: &Path) {
     let limits = &config.limits;
     assert!(limits.max_connections >= 1);
     assert!(limits.max_header_bytes >= 8192);
-    assert_eq!(
-        limits.max_connections,
-        file.limits
-            .max_connections
-            .unwrap_or(config::DEFAULT_MAX_CONNECTIONS)
-    );
-    assert_eq!(
-        limits.max_header_bytes,
-        file.limits
-            .max_header_bytes
-            .unwrap_or(config::DEFAULT_MAX_HEADER_BYTES)
-    );
-    assert_eq!(
-        limits.header_read_timeout,
-        file.limits
-            .header_read_timeout
-            .unwrap_or(config::DEFAULT_HEADER_READ_TIMEOUT)
-    );
-    assert_eq!(
-        limits.shutdown_grace,
-        file.limits
-            .shutdown_grace
-            .unwrap_or(config::DEFAULT_SHUTDOWN_GRACE)
-    );
-    assert_eq!(limits.workers, file.limits.workers.unwrap_or(0));
     assert!(limits.workers <= config::MAX_WORKERS);
     assert!(limits.worker_threads() >= 1);
-    assert_eq!(
-        limits.h2_max_concurrent_streams,
-        file.limits
-            .h2_max_concurrent_streams
-            .unwrap_or(config::DEFAULT_H2_MAX_CONCURRENT_STREAMS)
-    );
+    assert_eq!(limits, &file.limits);
 
-    // Abuse, log, upstream.
+    // Abuse, log, upstream, services.
     assert_eq!(
         config.abuse.auth_failures_per_ip,
-        file.abuse
-            .auth_failures_per_ip
-            .unwrap_or(gateway::throttle::DEFAULT_LIMIT)
+        file.abuse.auth_failures_per_ip
     );
-    assert_eq!(
-        config.log.access_log,
-        file.log.access_log.unwrap_or(true),
-        "log.access_log"
-    );
-    assert_eq!(
-        config.upstream.connect_timeout,
-        file.upstream
-            .connect_timeout
-            .unwrap_or(config::DEFAULT_CONNECT_TIMEOUT)
-    );
-    if let Some(map) = &file.upstream.port_map {
-        // Keys that spell one port twice ("6081", "06081"): the last in key order wins.
-        let mut expected = std::collections::BTreeMap::new();
-        for (from, to) in map {
-            let from: u16 = from.parse().expect("an accepted port_map key is a port");
-            expected.insert(from, *to);
-        }
-        assert_eq!(config.upstream.port_map, expected, "upstream.port_map");
-    }
-    if let Some(resolver) = &file.upstream.resolver {
-        assert_eq!(config.upstream.resolver.len(), resolver.len());
-    }
-
-    // Services.
-    let s = &config.services;
-    for (svc, set) in [
-        (&s.pyos, &file.services.pyos),
-        (&s.speedtest, &file.services.speedtest),
-        (&s.console, &file.services.console),
-        (&s.website, &file.services.website),
+    assert_eq!(config.log, file.log, "log");
+    assert_eq!(config.upstream, file.upstream, "upstream");
+    assert_eq!(config.services, file.services, "services");
+    for svc in [
+        &config.services.pyos,
+        &config.services.speedtest,
+        &config.services.console,
+        &config.services.website,
     ] {
-        // An IP address or a DNS name, which makes a URI with its port: the authority is what
-        // the proxy dials and the `Host` it sends.
-        let host = svc.host.trim_start_matches('[').trim_end_matches(']');
-        let is_ip = host.parse::<std::net::IpAddr>().is_ok();
-        let is_name = !host.is_empty()
-            && host.len() <= 253
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        assert!(
-            is_ip || is_name,
-            "a service host that is neither IP nor name"
-        );
+        // The authority is what the proxy dials and the `Host` it sends.
         let uri = format!("http://{}/", svc.authority()).parse::<http::Uri>();
         assert!(
             uri.is_ok_and(|uri| uri.port_u16() == Some(svc.port)),
             "an accepted service host makes no URI"
         );
-        if let Some(host) = &set.host {
-            assert_eq!(&svc.host, host);
-        }
-        if let Some(port) = set.port {
-            assert_eq!(svc.port, port);
-        }
     }
 
     // Routes.
-    let ports = file
-        .container
-        .ports
-        .clone()
-        .unwrap_or_else(|| gateway::routes::DEFAULT_CONTAINER_PORTS.to_vec());
+    let ports = &file.container.ports;
     for port in ports.iter().copied().chain([0, 6081, 29786, u16::MAX]) {
         assert_eq!(
             config.routes.container_port_allowed(port),

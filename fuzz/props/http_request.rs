@@ -26,7 +26,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway::config::{Config, Env, FileConfig};
+use gateway::config::FileConfig;
 use gateway::proxy::Gateway;
 use http_body_util::{BodyExt as _, Full};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -116,7 +116,7 @@ port_map = {{ {port_map} }}
         port_map = port_map.join(", "),
     );
     let file = FileConfig::parse(&text).expect("fuzz gateway config parses");
-    let config = Config::load(file, &Env::default()).expect("fuzz gateway config loads");
+    let config = file.validate().expect("fuzz gateway config loads");
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("gateway bind");

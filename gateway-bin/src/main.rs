@@ -219,7 +219,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// `--check-config`: what would stop the gateway from serving desktops, beyond what
-/// [`Config::load`] already refuses.
+/// [`FileConfig::validate`] already refuses.
 fn check_serving(config: &Config) -> anyhow::Result<()> {
     let sources = &config.key_watch.sources;
     if config.keys.payload.is_none() {
@@ -254,17 +254,18 @@ async fn main() -> ExitCode {
     }
     let env = Env::from_fn(|name| std::env::var(name).ok());
     // The log format may come from the file: parse it first, install the subscriber, and only
-    // then load it (key files, routes), so that loading's warnings are logged in that format.
-    let file = match cli.config.as_deref().map(FileConfig::read).transpose() {
-        Ok(file) => file.unwrap_or_default(),
+    // then validate it (key files, routes), so that validation's warnings are logged in that
+    // format.
+    let file = match FileConfig::read(cli.config.as_deref(), &env) {
+        Ok(file) => file,
         Err(e) => {
             eprintln!("gateway: {:#}", anyhow::Error::from(e));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let format = cli.log_format.or(file.log.format).unwrap_or_default();
+    let format = cli.log_format.unwrap_or(file.log.format);
     telemetry::init(format, &log_filter());
-    let config = match Config::load(file, &env) {
+    let config = match file.validate() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("gateway: {:#}", anyhow::Error::from(e));

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::body::{Frame, Incoming, SizeHint};
 
+use crate::reclaim::ClientWait;
 use crate::respond::BoxError;
 
 /// How long a refused upload is read and thrown away, in all and between two reads (nginx's
@@ -41,6 +42,8 @@ pub(crate) struct IdleTimeout<B> {
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Whether the current wait's deadline is set.
     waiting: bool,
+    /// The client connection whose waits these are (a request body), told of each.
+    connection: Option<Arc<ClientWait>>,
 }
 
 impl<B> IdleTimeout<B> {
@@ -50,6 +53,7 @@ impl<B> IdleTimeout<B> {
             idle,
             sleep: None,
             waiting: false,
+            connection: None,
         }
     }
 }
@@ -68,11 +72,19 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            this.waiting = false;
+            if this.waiting {
+                this.waiting = false;
+                if let Some(connection) = &this.connection {
+                    connection.moved();
+                }
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         if !this.waiting {
             this.waiting = true;
+            if let Some(connection) = &this.connection {
+                connection.waits();
+            }
             let deadline = tokio::time::Instant::now() + this.idle;
             match &mut this.sleep {
                 Some(sleep) => sleep.as_mut().reset(deadline),
@@ -135,6 +147,12 @@ impl RequestBody {
             remaining: limit,
             sent,
         }
+    }
+
+    /// The same body, telling `connection` when it waits on the client.
+    pub(crate) fn waited_on_by(mut self, connection: Option<Arc<ClientWait>>) -> Self {
+        self.inner.connection = connection;
+        self
     }
 }
 

@@ -41,6 +41,7 @@ use tracing::{Instrument as _, debug, debug_span};
 use crate::config::Limits;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Peer};
+use crate::reclaim::{Ask, ClientWait};
 use crate::respond::{Body, BoxError};
 
 /// How long a connection told to go away (idle HTTP/2, shutdown) may take to do so before
@@ -203,18 +204,39 @@ pub(crate) struct Activity {
     /// Whether a request came as HTTP/2 (the protocol of a sniffed connection): its bytes
     /// between requests are frames (PING answers, ...), not the start of a head.
     h2: AtomicBool,
+    /// Whether the request in flight waits on its client: what [`crate::reclaim`] looks at.
+    client_wait: Arc<ClientWait>,
 }
 
 impl Activity {
     fn new() -> Arc<Self> {
+        let opened = Instant::now();
         Arc::new(Activity {
-            opened: Instant::now(),
+            opened,
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(NEVER),
             h2: AtomicBool::new(false),
+            client_wait: ClientWait::new(opened),
         })
+    }
+
+    /// How long this connection has kept the gateway waiting for its client with nothing
+    /// else in progress, or `None` when it may not be asked to go (see [`crate::reclaim`]).
+    fn waited(&self, protocol: Protocol) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            if protocol == Protocol::Http2 || self.h2.load(Ordering::Relaxed) {
+                return None;
+            }
+            return self.client_wait.waited();
+        }
+        let since = if self.requests.load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            self.idle_since.load(Ordering::Relaxed)
+        };
+        Some(Duration::from_millis(self.millis().saturating_sub(since)))
     }
 
     fn millis(&self) -> u64 {
@@ -242,6 +264,7 @@ impl Activity {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.head_started.store(NEVER, Ordering::Relaxed);
+        self.client_wait.moved();
         InFlight(self.clone())
     }
 
@@ -337,13 +360,32 @@ impl<I: AsyncRead + Unpin> AsyncRead for ClientIo<I> {
     }
 }
 
+impl<I> ClientIo<I> {
+    /// Notes whether a write was taken (bytes went out) or left the connection waiting on
+    /// its client. A flush with nothing to send says nothing about the client.
+    fn noted<T>(
+        &self,
+        polled: Poll<std::io::Result<T>>,
+        wrote: impl Fn(&T) -> bool,
+    ) -> Poll<std::io::Result<T>> {
+        match &polled {
+            Poll::Pending => self.activity.client_wait.waits(),
+            Poll::Ready(Ok(done)) if wrote(done) => self.activity.client_wait.moved(),
+            Poll::Ready(_) => {}
+        }
+        polled
+    }
+}
+
 impl<I: AsyncWrite + Unpin> AsyncWrite for ClientIo<I> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.noted(polled, |n| *n > 0)
     }
 
     fn poll_write_vectored(
@@ -351,7 +393,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ClientIo<I> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.noted(polled, |n| *n > 0)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -359,7 +403,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ClientIo<I> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        this.noted(polled, |()| false)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -475,6 +521,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Dropped when the connection's HTTP life ends (the server waits for all of them).
     pub(crate) _alive: mpsc::Sender<()>,
+    /// Requests to go when the gateway is out of connections ([`crate::reclaim`]).
+    pub(crate) reclaim: watch::Receiver<Ask>,
 }
 
 /// Serves one accepted socket to its end: TLS handshake when configured, then HTTP/1 or
@@ -535,7 +583,7 @@ async fn serve_http<I>(
 {
     let gateway = context.gateway.clone();
     let worker = context.worker;
-    let peer = Arc::new(Peer::new(peer));
+    let peer = Arc::new(Peer::new(peer).waited_on_by(activity.client_wait.clone()));
     let tracked = activity.clone();
     let service = service_fn(move |req| {
         let request = tracked.begin(req.version());
@@ -562,45 +610,29 @@ async fn serve_http<I>(
     let protocols = &context.protocols;
     let metrics = context.gateway.metrics();
     let shutdown = context.shutdown.clone();
+    let watch = Watch {
+        protocol,
+        activity: &activity,
+        limits: &protocols.limits,
+        metrics,
+        shutdown,
+        reclaim: context.reclaim.clone(),
+    };
     match protocol {
         Protocol::Http1 => {
             let conn = protocols.h1.serve_connection(io, service).with_upgrades();
-            drive(
-                conn,
-                protocol,
-                &activity,
-                &protocols.limits,
-                metrics,
-                shutdown,
-            )
-            .await;
+            drive(conn, watch).await;
         }
         Protocol::Http2 => {
             let conn = protocols.h2.serve_connection(io, service);
-            drive(
-                conn,
-                protocol,
-                &activity,
-                &protocols.limits,
-                metrics,
-                shutdown,
-            )
-            .await;
+            drive(conn, watch).await;
         }
         Protocol::Sniffed => {
             if let Some(auto) = &protocols.auto {
                 let conn = auto
                     .serve_connection_with_upgrades(io, service)
                     .into_owned();
-                drive(
-                    conn,
-                    protocol,
-                    &activity,
-                    &protocols.limits,
-                    metrics,
-                    shutdown,
-                )
-                .await;
+                drive(conn, watch).await;
             }
         }
     }
@@ -657,18 +689,31 @@ where
     }
 }
 
+/// What a connection's watchdog watches and listens to.
+struct Watch<'c> {
+    protocol: Protocol,
+    activity: &'c Activity,
+    limits: &'c Limits,
+    metrics: &'c Metrics,
+    shutdown: watch::Receiver<bool>,
+    reclaim: watch::Receiver<Ask>,
+}
+
 /// Runs `conn` to its end under the watchdog: a client that keeps it waiting past the
 /// current phase's deadline is closed (HTTP/1) or sent a GOAWAY (HTTP/2, then closed after
-/// [`GOAWAY_GRACE`]); at shutdown it finishes what is in flight.
-async fn drive<C: Served>(
-    conn: C,
-    protocol: Protocol,
-    activity: &Activity,
-    limits: &Limits,
-    metrics: &Metrics,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// [`GOAWAY_GRACE`]); at shutdown it finishes what is in flight; asked to go while the
+/// gateway is out of connections, it goes if it qualifies ([`crate::reclaim`]).
+async fn drive<C: Served>(conn: C, watch: Watch<'_>) {
+    let Watch {
+        protocol,
+        activity,
+        limits,
+        metrics,
+        mut shutdown,
+        mut reclaim,
+    } = watch;
     tokio::pin!(conn);
+    let mut listening = true;
     // Set once the connection was told to finish: it is closed at this time if still open.
     let mut finishing: Option<Instant> = None;
     let mut shutdown_seen = false;
@@ -687,6 +732,20 @@ async fn drive<C: Served>(
                     debug!(error = %e, "connection ended with an error");
                 }
                 return;
+            }
+            asked = reclaim.changed(), if listening && finishing.is_none() => {
+                if asked.is_err() {
+                    listening = false;
+                    continue;
+                }
+                let older_than = reclaim.borrow_and_update().older_than;
+                if activity.waited(protocol).is_some_and(|waited| waited >= older_than)
+                    && reclaim.borrow().take()
+                {
+                    debug!("out of connections: this one kept the gateway waiting longest; closing");
+                    metrics.client_closed("reclaimed");
+                    return;
+                }
             }
             changed = shutdown.wait_for(|stop| *stop), if !shutdown_seen => {
                 shutdown_seen = true;

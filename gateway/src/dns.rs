@@ -1,18 +1,24 @@
-//! Asynchronous name resolution for desktop targets that are DNS names (pyos with
-//! `useinternalfqdn`), with hickory-resolver and its TTL-respecting cache.
+//! Asynchronous name resolution, with hickory-resolver and its TTL-respecting cache: one
+//! resolver, one cache and one timeout for every name the gateway dials.
 //!
-//! Names are resolved as absolute names (a trailing dot is added), like nginx's `resolver`,
-//! which ignores search domains. A name that does not resolve in time gives the request a
-//! fast 502. The resolver reads the system configuration (`/etc/resolv.conf`) when the
-//! gateway starts but resolves nothing until a request needs it. Named services (pyos,
-//! website, …) are not resolved here: they go through the system resolver at request time,
-//! where search domains apply (as nginx did for its static upstream names).
+//! - Desktop targets that are DNS names (pyos with `useinternalfqdn`) are resolved as absolute
+//!   names (a trailing dot is added), like nginx's `resolver`, which ignores search domains
+//!   ([`Dns::resolve`]).
+//! - Named services (pyos, website, …) are resolved as the system resolver would: search
+//!   domains and `ndots` from `/etc/resolv.conf` apply (`pyos` finds
+//!   `pyos.<namespace>.svc.cluster.local` in a pod), `/etc/hosts` first, IP literals as they
+//!   are ([`Dns::resolve_service`]).
+//!
+//! The configuration comes from the system (`/etc/resolv.conf`, `/etc/hosts`), read when the
+//! gateway starts; `[upstream] resolver` (env `NAMESERVER_RESOLVER`) replaces its name
+//! servers and keeps its search domains. Nothing is resolved until a request needs it; a name
+//! that does not resolve in time gives the request a fast 502.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
 use tracing::warn;
@@ -39,7 +45,7 @@ pub enum DnsError {
     Lookup(#[source] hickory_resolver::ResolveError),
 }
 
-/// The resolver of desktop names.
+/// The gateway's one resolver (desktop names and named services).
 #[derive(Debug)]
 pub struct Dns {
     resolver: Option<TokioResolver>,
@@ -47,55 +53,76 @@ pub struct Dns {
 }
 
 impl Dns {
-    /// A resolver asking `servers` (UDP, then TCP) when given, else the system's.
+    /// The system's resolver, asking `servers` (UDP, then TCP) instead of the system's name
+    /// servers when given. Without a system configuration, `servers` alone (no search
+    /// domains); without either, every lookup fails (and a warning says so once, here).
     pub fn new(servers: &[SocketAddr], timeout: Duration) -> Self {
-        if servers.is_empty() {
-            return Self::from_system(timeout);
-        }
-        let group: Vec<NameServerConfig> = servers
-            .iter()
-            .flat_map(|addr| {
-                [
-                    NameServerConfig::new(*addr, Protocol::Udp),
-                    NameServerConfig::new(*addr, Protocol::Tcp),
-                ]
-            })
-            .collect();
-        let config = ResolverConfig::from_parts(None, vec![], group);
-        let mut builder =
-            TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
-        builder.options_mut().cache_size = CACHE_SIZE;
+        let system = hickory_resolver::system_conf::read_system_conf();
+        let (config, mut options) = match (system, servers.is_empty()) {
+            (Ok((config, options)), true) => (config, options),
+            (system, false) => {
+                let group: Vec<NameServerConfig> = servers
+                    .iter()
+                    .flat_map(|addr| {
+                        [
+                            NameServerConfig::new(*addr, Protocol::Udp),
+                            NameServerConfig::new(*addr, Protocol::Tcp),
+                        ]
+                    })
+                    .collect();
+                let (domain, search, options) = match system {
+                    Ok((config, options)) => {
+                        (config.domain().cloned(), config.search().to_vec(), options)
+                    }
+                    Err(_) => (None, Vec::new(), ResolverOpts::default()),
+                };
+                (ResolverConfig::from_parts(domain, search, group), options)
+            }
+            (Err(e), true) => {
+                warn!(error = %e, "no system DNS configuration; names will not resolve");
+                return Dns {
+                    resolver: None,
+                    timeout,
+                };
+            }
+        };
+        options.cache_size = CACHE_SIZE;
+        let resolver =
+            TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
+                .with_options(options)
+                .build();
         Dns {
-            resolver: Some(builder.build()),
+            resolver: Some(resolver),
             timeout,
         }
     }
 
-    /// A resolver from the system configuration; without one, every lookup fails (and a
-    /// warning says so once, here).
-    pub fn from_system(timeout: Duration) -> Self {
-        let resolver = match TokioResolver::builder_tokio() {
-            Ok(mut builder) => {
-                builder.options_mut().cache_size = CACHE_SIZE;
-                Some(builder.build())
-            }
-            Err(e) => {
-                warn!(error = %e, "no system DNS configuration; desktop names will not resolve");
-                None
-            }
-        };
-        Dns { resolver, timeout }
-    }
-
-    /// The first address of `name` (absolute), within the timeout.
+    /// The first address of the desktop name `name`, as an absolute name, within the timeout.
     pub async fn resolve(&self, name: &str) -> Result<IpAddr, DnsError> {
-        let resolver = self.resolver.as_ref().ok_or(DnsError::NoResolver)?;
         let absolute = if name.ends_with('.') {
             name.to_owned()
         } else {
             format!("{name}.")
         };
-        let lookup = tokio::time::timeout(self.timeout, resolver.lookup_ip(absolute))
+        self.lookup(absolute).await
+    }
+
+    /// The first address of a named service's `host` (search domains apply; an IP literal,
+    /// bracketed or not, is its own address), within the timeout.
+    pub async fn resolve_service(&self, host: &str) -> Result<IpAddr, DnsError> {
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(ip);
+        }
+        self.lookup(host.to_owned()).await
+    }
+
+    async fn lookup(&self, name: String) -> Result<IpAddr, DnsError> {
+        let resolver = self.resolver.as_ref().ok_or(DnsError::NoResolver)?;
+        let lookup = tokio::time::timeout(self.timeout, resolver.lookup_ip(name))
             .await
             .map_err(|_| DnsError::Timeout)?
             .map_err(DnsError::Lookup)?;

@@ -187,7 +187,10 @@ pub fn apply_profile(headers: &mut HeaderMap, profile: HeaderProfile, fwd: &Forw
         let xff = format!("{}, {peer}", previous.join(", "));
         set(headers, &X_FORWARDED_FOR, &xff);
     }
-    set(headers, &X_FORWARDED_PROTO, fwd.scheme);
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(fwd.scheme),
+    );
     if let Some(upgrade) = &fwd.upgrade {
         headers.insert(header::UPGRADE, upgrade.clone());
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

@@ -9,7 +9,8 @@
 //! - [`keys`]: reading the signing and payload key files (PEM);
 //! - [`token`]: the token pipeline (extract, verify, decrypt, validate, cache);
 //! - [`reload`]: key hot reload (Kubernetes Secret updates, rotation overlap);
-//! - [`config`]: the TOML file and environment → validated [`config::Config`];
+//! - [`config`]: the TOML file and environment → validated [`config::Config`]; `units`:
+//!   durations and sizes as the file spells them;
 //! - [`routes`]: abcdesktop's route table as data and nginx's matching rules;
 //! - [`server`]: the accept loop ([`server::serve`]); `connection`: one client connection's
 //!   protocol and deadlines; [`proxy`]: the request path; `upstream`: the one executor of
@@ -32,8 +33,9 @@ pub(crate) mod dns;
 pub(crate) mod headers;
 pub mod keys;
 pub(crate) mod metrics;
-pub(crate) mod pool;
+pub mod pool;
 pub mod proxy;
+pub(crate) mod reclaim;
 pub mod reload;
 pub mod respond;
 pub mod routes;
@@ -42,5 +44,6 @@ pub mod telemetry;
 pub mod throttle;
 pub mod tls;
 pub mod token;
+pub(crate) mod units;
 pub(crate) mod upgrade;
 pub(crate) mod upstream;

@@ -188,9 +188,8 @@ impl Pool {
                 Poll::Pending => {}
             }
         }
-        if idle.is_empty() {
-            state.idle.remove(dest);
-        }
+        // An emptied list stays for the next checkin (no map churn per request); the sweeper
+        // drops empty ones.
         found
     }
 

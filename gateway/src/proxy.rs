@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -23,6 +24,7 @@ use crate::dns::Dns;
 use crate::headers::{self, Forwarding};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::pool::{Dest, Pool, PoolConfig};
+use crate::reclaim::ClientWait;
 use crate::reload::ReloadStats;
 use crate::respond::{self, Body, BoxError};
 use crate::routes::{Matched, PortRule, Route, ServiceName, Upstream};
@@ -34,7 +36,8 @@ use crate::upstream::{Exchange, Executor};
 
 mod static_files;
 
-/// Longest wait for a desktop name's address (bounded further by the connect timeout).
+/// Longest wait for a desktop or service name's address (bounded further by the connect
+/// timeout).
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything a request needs: configuration, the token pipeline, the upstream pool, and
@@ -64,6 +67,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Its IP as `X-Real-IP` / `X-Forwarded-For` show it.
     ip_text: HeaderValue,
+    /// Its connection, told when a request body keeps it waiting on the client.
+    connection: Option<Arc<ClientWait>>,
 }
 
 impl Peer {
@@ -72,6 +77,15 @@ impl Peer {
         Peer {
             addr,
             ip_text: headers::peer_value(addr.ip()),
+            connection: None,
+        }
+    }
+
+    /// The same peer, on the connection whose `activity` notes waits on the client.
+    pub(crate) fn waited_on_by(self, wait: Arc<ClientWait>) -> Self {
+        Peer {
+            connection: Some(wait),
+            ..self
         }
     }
 }
@@ -326,7 +340,7 @@ impl Gateway {
             route.headers,
             &Forwarding {
                 peer: &peer.ip_text,
-                client_host: client_host.as_deref(),
+                client_host: client_host.as_ref().map(Authority::as_str),
                 upstream_host: &plan.named,
                 upgrade,
                 scheme: self.scheme,
@@ -343,7 +357,8 @@ impl Gateway {
                 route.body_limit,
                 self.config.limits.client_body_timeout,
                 sent.clone(),
-            );
+            )
+            .waited_on_by(peer.connection.clone());
             (body.boxed(), Some(sent))
         };
         let mut up = Request::new(body);
@@ -446,9 +461,17 @@ impl Gateway {
             }
             Upstream::Service(name) => {
                 let svc = self.service(name);
-                let named = svc.authority();
-                let dial = Dest::from_authority(&named);
-                (named, dial)
+                let dial = match self.dns.resolve_service(&svc.host).await {
+                    Ok(ip) => Dest::Addr(SocketAddr::new(ip, svc.port)),
+                    Err(e) => {
+                        warn!(route = %route.name, service = %svc.host, error = %e, "service name did not resolve");
+                        // Counted as before the shared resolver, when the name was resolved
+                        // inside the connect: `dns` stays the desktop names' kind.
+                        self.metrics.upstream_error(&route.name, "connect");
+                        return Err(respond::bad_gateway());
+                    }
+                };
+                (svc.authority(), dial)
             }
             _ => return Err(respond::not_found()),
         };
@@ -584,16 +607,15 @@ fn now() -> i64 {
 
 /// The client's `Host` (HTTP/2: `:authority` when no `Host` was sent); an error for more
 /// than one `Host` or one that is no valid authority (RFC 9112 §3.2; nginx answers 400 too).
-fn client_host<B>(req: &Request<B>) -> Result<Option<String>, ()> {
+fn client_host<B>(req: &Request<B>) -> Result<Option<Authority>, ()> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => Err(()),
         (Some(host), None) => {
             let text = host.to_str().map_err(|_| ())?;
-            http::uri::Authority::try_from(text).map_err(|_| ())?;
-            Ok(Some(text.to_owned()))
+            Authority::try_from(text).map(Some).map_err(|_| ())
         }
-        (None, _) => Ok(req.uri().authority().map(|a| a.as_str().to_owned())),
+        (None, _) => Ok(req.uri().authority().cloned()),
     }
 }
 

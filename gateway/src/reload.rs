@@ -311,24 +311,40 @@ impl KeyReloader {
             ReloadOutcome::Unchanged
         }
     }
+}
 
-    /// Reloads every `interval` until `shutdown` completes.
-    pub async fn run(
-        self: Arc<Self>,
-        interval: Duration,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = ticker.tick() => {
-                    let this = self.clone();
-                    // File reads and RSA key parsing are blocking work.
-                    if tokio::task::spawn_blocking(move || this.reload()).await.is_err() {
-                        tracing::error!("key reload task panicked");
+/// What the gateway re-reads from files while it runs: the key files ([`KeyReloader`]) and
+/// the TLS certificate ([`crate::tls::TlsState`]). Both go through [`run`], the one reload
+/// loop.
+pub trait Reloadable: Send + Sync + 'static {
+    /// Reads the files once and installs what changed.
+    fn reload(&self) -> ReloadOutcome;
+}
+
+impl Reloadable for KeyReloader {
+    fn reload(&self) -> ReloadOutcome {
+        KeyReloader::reload(self)
+    }
+}
+
+/// Reloads each of `sources`, in turn, every `interval` until `shutdown` completes. File
+/// reads and key parsing are blocking work: they run on tokio's blocking pool.
+pub async fn run(
+    sources: Vec<Arc<dyn Reloadable>>,
+    interval: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = ticker.tick() => {
+                for source in &sources {
+                    let source = source.clone();
+                    if tokio::task::spawn_blocking(move || source.reload()).await.is_err() {
+                        tracing::error!("reload task panicked");
                     }
                 }
             }

@@ -158,7 +158,7 @@ pub struct Route {
 }
 
 /// `[routes.<name>]`: what the config may change on a route.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteOverride {
     /// `false` removes the route.
@@ -166,13 +166,13 @@ pub struct RouteOverride {
     /// The pod port (desktop routes with a fixed port only).
     pub port: Option<u16>,
     /// See [`Route::read_timeout`].
-    #[serde(default, with = "crate::config::opt_duration")]
+    #[serde(default, with = "crate::units::opt_duration")]
     pub read_timeout: Option<Duration>,
     /// See [`Route::send_timeout`].
-    #[serde(default, with = "crate::config::opt_duration")]
+    #[serde(default, with = "crate::units::opt_duration")]
     pub send_timeout: Option<Duration>,
     /// See [`Route::body_limit`] (`"8M"`, `"8G"` or bytes).
-    #[serde(default, with = "crate::config::opt_size")]
+    #[serde(default, with = "crate::units::opt_size")]
     pub body_limit: Option<u64>,
 }
 

@@ -1,5 +1,6 @@
-//! The accept loop: connection cap (and the optional per-address cap), worker threads and a
-//! bounded graceful shutdown; and [`run`], everything the `gateway` binary runs around it.
+//! The accept loop: connection cap (and, out of connections, [`crate::reclaim`]; the optional
+//! per-address cap), worker threads and a bounded graceful shutdown; and [`run`], everything
+//! the `gateway` binary runs around it.
 //! What happens on one connection (protocol, deadlines) is [`crate::connection`]'s.
 //!
 //! Threads: the accept loop runs on the caller's runtime and hands each connection to one of
@@ -20,14 +21,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::admin::{AdminState, Readiness, serve_admin};
 use crate::config::Config;
 use crate::connection::{self, ConnectionContext, Held, PerAddress, Protocols};
 use crate::proxy::Gateway;
-use crate::reload::KeyReloader;
+use crate::reclaim::Reclaim;
+use crate::reload::{self, KeyReloader, Reloadable};
 use crate::tls::TlsState;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -65,16 +67,12 @@ pub async fn serve_gateway(
             "gateway listening"
         );
     }
-    let workers = Workers::start(&gateway, &protocols, tls.as_ref(), &stopping);
+    let reclaim = Reclaim::new();
+    let workers = Workers::start(&gateway, &protocols, tls.as_ref(), &stopping, &reclaim);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
+        // The connection first, then its permit: out of permits, the gateway knows a client
+        // is waiting (and may come in) before it asks others to make room.
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -90,6 +88,17 @@ pub async fn serve_gateway(
             debug!(%peer, "client address at its connection cap; closing");
             gateway.metrics().client_closed("per_address_cap");
             continue;
+        };
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => break,
+            Err(TryAcquireError::NoPermits) => tokio::select! {
+                permit = reclaim.permit(&permits) => match permit {
+                    Some(permit) => permit,
+                    None => break,
+                },
+                () = &mut shutdown => break,
+            },
         };
         let _ = stream.set_nodelay(true);
         // Leave this runtime's reactor; the worker registers the socket with its own.
@@ -164,6 +173,7 @@ impl Workers {
         protocols: &Arc<Protocols>,
         tls: Option<&Arc<TlsState>>,
         shutdown: &watch::Receiver<bool>,
+        reclaim: &Arc<Reclaim>,
     ) -> Self {
         let mut queues = Vec::new();
         let mut stopped = Vec::new();
@@ -176,6 +186,7 @@ impl Workers {
                 worker: index,
                 shutdown: shutdown.clone(),
                 tls: tls.cloned(),
+                reclaim: reclaim.clone(),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("gateway-worker-{index}"))
@@ -236,6 +247,7 @@ struct WorkerContext {
     shutdown: watch::Receiver<bool>,
     /// Certificates can change at runtime: the acceptor is taken for each connection.
     tls: Option<Arc<TlsState>>,
+    reclaim: Arc<Reclaim>,
 }
 
 impl WorkerContext {
@@ -262,6 +274,7 @@ impl WorkerContext {
                 worker: self.worker,
                 shutdown: self.shutdown.clone(),
                 _alive: alive,
+                reclaim: self.reclaim.listen(),
             };
             tokio::spawn(connection::serve(context, stream, peer, held));
         }
@@ -320,23 +333,16 @@ pub async fn run(
         gateway.authenticator().clone(),
         gateway.reload_stats().clone(),
     ));
-    background.push(tokio::spawn(reloader.run(key_watch.interval, stopped())));
+    // One reload loop for the key files and the TLS certificate.
+    let mut reloadable: Vec<Arc<dyn Reloadable>> = vec![reloader];
     if let Some(tls) = tls.clone() {
-        let stop = stopped();
-        background.push(tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(key_watch.interval);
-            tokio::pin!(stop);
-            loop {
-                tokio::select! {
-                    () = &mut stop => return,
-                    _ = ticker.tick() => {
-                        let tls = tls.clone();
-                        let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
-                    }
-                }
-            }
-        }));
+        reloadable.push(tls);
     }
+    background.push(tokio::spawn(reload::run(
+        reloadable,
+        key_watch.interval,
+        stopped(),
+    )));
 
     let shutdown = {
         let readiness = readiness.clone();

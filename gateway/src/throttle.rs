@@ -58,6 +58,17 @@ impl Default for Grouping {
     }
 }
 
+/// What the config's `[abuse]` and `[clients]` sections set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abuse {
+    /// Refused tokens per client address and window before 429; 0 disables.
+    pub auth_failures_per_ip: u32,
+    /// The counting window.
+    pub auth_failure_window: Duration,
+    /// How clients are told apart (IPv6 prefix, trusted proxies).
+    pub grouping: Grouping,
+}
+
 /// The failure counters.
 #[derive(Debug)]
 pub struct AuthThrottle {
@@ -76,7 +87,7 @@ impl AuthThrottle {
     }
 
     /// The throttle the `[abuse]` settings describe.
-    pub fn from_config(abuse: &crate::config::Abuse) -> Self {
+    pub fn from_config(abuse: &Abuse) -> Self {
         Self::with_grouping(
             abuse.auth_failures_per_ip,
             abuse.auth_failure_window,

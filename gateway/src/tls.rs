@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsFiles;
 use crate::keys::FileDigest;
-use crate::reload::ReloadOutcome;
+use crate::reload::{ReloadOutcome, Reloadable};
 
 /// Why a certificate or key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -127,5 +127,11 @@ impl TlsState {
                 ReloadOutcome::Failed
             }
         }
+    }
+}
+
+impl Reloadable for TlsState {
+    fn reload(&self) -> ReloadOutcome {
+        TlsState::reload(self)
     }
 }

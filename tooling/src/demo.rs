@@ -24,7 +24,7 @@ use crate::fixtures::{self, KeyDir};
 use crate::keygen::PAIRS;
 use crate::mint::MintMode;
 use crate::upstream::{Accepts, serve_http, websocket_echo};
-use gateway::config::{Config, Env, FileConfig, FileService, FileServices};
+use gateway::config::{FileConfig, ServiceAddr, Services};
 use gateway::respond;
 
 /// How long the demo token lives (long enough to play with).
@@ -80,11 +80,11 @@ async fn start_on(
 
     let mut port_map = BTreeMap::new();
     let ws = TcpListener::bind("127.0.0.1:0").await?;
-    port_map.insert("6081".to_owned(), ws.local_addr()?.port());
+    port_map.insert(6081, ws.local_addr()?.port());
     tokio::spawn(websocket_echo(ws, Accepts::default(), None, |_| None));
     for (pod_port, role) in [(29786u16, "spawner"), (29783, "filer")] {
         let l = TcpListener::bind("127.0.0.1:0").await?;
-        port_map.insert(pod_port.to_string(), l.local_addr()?.port());
+        port_map.insert(pod_port, l.local_addr()?.port());
         tokio::spawn(http_echo(l, role));
     }
     let site = TcpListener::bind("127.0.0.1:0").await?;
@@ -92,18 +92,18 @@ async fn start_on(
     tokio::spawn(website(site, page(&token)));
 
     let file = FileConfig {
-        listen: Some(listener.local_addr()?.to_string()),
-        node_name: Some("demo-node".to_owned()),
-        services: FileServices {
-            website: FileService {
-                host: Some("127.0.0.1".to_owned()),
-                port: Some(site_port),
+        listen: listener.local_addr()?.to_string(),
+        node_name: "demo-node".to_owned(),
+        services: Services {
+            website: ServiceAddr {
+                host: "127.0.0.1".to_owned(),
+                port: site_port,
             },
-            ..FileServices::default()
+            ..Services::default()
         },
         ..keys.file_config(port_map)
     };
-    let config = Config::load(file, &Env::default())?;
+    let config = file.validate()?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(gateway::server::serve(listener, config, shutdown));
     Ok(Running {

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use gateway::config::{FileAuth, FileConfig, FileKeys, FileUpstream};
+use gateway::config::{AuthSection, FileConfig, KeysSection, UpstreamConfig};
 use gateway::token::{Keys, PayloadKey, PayloadPadding, SigningKey};
 
 use crate::keygen::{self, PAIRS, PairSpec};
@@ -141,20 +141,20 @@ impl KeyDir {
     /// A gateway configuration for a fake desktop on loopback: this directory's keys,
     /// loopback targets allowed, and `port_map` sending each pod port to the ephemeral port
     /// of the service standing in for it. Everything else is the default.
-    pub fn file_config(&self, port_map: BTreeMap<String, u16>) -> FileConfig {
+    pub fn file_config(&self, port_map: BTreeMap<u16, u16>) -> FileConfig {
         FileConfig {
-            keys: FileKeys {
-                signing_public_key: Some(self.signing_public()),
-                payload_private_key: Some(self.payload_private()),
-                ..FileKeys::default()
+            keys: KeysSection {
+                signing_public_key: self.signing_public(),
+                payload_private_key: self.payload_private(),
+                ..KeysSection::default()
             },
-            auth: FileAuth {
-                allow_loopback: Some(true),
-                ..FileAuth::default()
+            auth: AuthSection {
+                allow_loopback: true,
+                ..AuthSection::default()
             },
-            upstream: FileUpstream {
-                port_map: Some(port_map),
-                ..FileUpstream::default()
+            upstream: UpstreamConfig {
+                port_map,
+                ..UpstreamConfig::default()
             },
             ..FileConfig::default()
         }

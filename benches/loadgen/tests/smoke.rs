@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser as _;
 use gateway::config::{
-    Config, Env, FileAbuse, FileAdmin, FileAuth, FileConfig, FileKeys, FileLog, FileUpstream,
+    AbuseSection, AdminSection, AuthSection, FileConfig, KeysSection, LogConfig, UpstreamConfig,
 };
 use gateway_tooling::keygen::{self, PAIRS};
 use loadgen::{Cli, Command, Report};
@@ -37,42 +37,41 @@ async fn setup() -> Setup {
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ws = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port_map = BTreeMap::from([
-        ("29786".to_owned(), http.local_addr().unwrap().port()),
-        ("29783".to_owned(), http.local_addr().unwrap().port()),
-        ("6081".to_owned(), ws.local_addr().unwrap().port()),
+        (29786, http.local_addr().unwrap().port()),
+        (29783, http.local_addr().unwrap().port()),
+        (6081, ws.local_addr().unwrap().port()),
     ]);
     tokio::spawn(loadgen::serve_http(http));
     tokio::spawn(loadgen::serve_ws(ws));
     let file = FileConfig {
-        keys: FileKeys {
-            signing_public_key: Some(dir.path().join(PAIRS[1].public_file)),
-            payload_private_key: Some(dir.path().join(PAIRS[0].private_file)),
-            ..FileKeys::default()
+        keys: KeysSection {
+            signing_public_key: dir.path().join(PAIRS[1].public_file),
+            payload_private_key: dir.path().join(PAIRS[0].private_file),
+            ..KeysSection::default()
         },
-        auth: FileAuth {
-            allow_loopback: Some(true),
-            ..FileAuth::default()
+        auth: AuthSection {
+            allow_loopback: true,
+            ..AuthSection::default()
         },
-        upstream: FileUpstream {
-            port_map: Some(port_map),
-            ..FileUpstream::default()
+        upstream: UpstreamConfig {
+            port_map,
+            ..UpstreamConfig::default()
         },
-        admin: FileAdmin {
-            listen: Some("off".to_owned()),
-            ..FileAdmin::default()
+        admin: AdminSection {
+            listen: "off".to_owned(),
         },
         // Throttling off: the forged flood would otherwise get the address 429s for 10 s.
-        abuse: FileAbuse {
-            auth_failures_per_ip: Some(0),
-            ..FileAbuse::default()
+        abuse: AbuseSection {
+            auth_failures_per_ip: 0,
+            ..AbuseSection::default()
         },
-        log: FileLog {
-            access_log: Some(false),
-            ..FileLog::default()
+        log: LogConfig {
+            access_log: false,
+            ..LogConfig::default()
         },
         ..FileConfig::default()
     };
-    let config = Config::load(file, &Env::default()).unwrap();
+    let config = file.validate().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel();

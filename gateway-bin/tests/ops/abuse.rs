@@ -5,7 +5,7 @@ use crate::support_proxy;
 
 use std::time::Duration;
 
-use gateway::config::FileAbuse;
+use gateway::config::AbuseSection;
 use support_proxy::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -35,9 +35,9 @@ async fn get_from(
 async fn repeated_refusals_from_one_address_get_429_until_the_window_ends() {
     let desktop = Desktop::http().await;
     let mut file = file_config(desktop.port_map());
-    file.abuse = FileAbuse {
-        auth_failures_per_ip: Some(5),
-        auth_failure_window: Some(Duration::from_millis(800)),
+    file.abuse = AbuseSection {
+        auth_failures_per_ip: 5,
+        auth_failure_window: Duration::from_millis(800),
     };
     let running = spawn_run(file).await;
     let good = token();

@@ -433,7 +433,7 @@ impl Spawner {
                 .into_iter()
                 .collect(),
         );
-        file.limits.h2c = Some(true);
+        file.limits.h2c = true;
         file
     }
 
@@ -579,7 +579,7 @@ async fn refusals_beyond_the_local_reset_bound_close_the_connection() {
     let spawner = Spawner::start().await;
     let mut file = spawner.gateway_config();
     // A small stream limit keeps the held streams cheap; the reset bound stays the default.
-    file.limits.h2_max_concurrent_streams = Some(4);
+    file.limits.h2_max_concurrent_streams = 4;
     let gw = spawn_gateway(file).await;
     let token = token();
 

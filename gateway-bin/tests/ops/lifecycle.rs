@@ -50,9 +50,9 @@ async fn healthz_within(gw: &Gateway, within: Duration) -> Option<StatusCode> {
 #[tokio::test]
 async fn silent_sockets_and_partial_heads_at_the_cap_are_closed_and_others_served() {
     let mut file = file_config(Default::default());
-    file.limits.max_connections = Some(8);
-    file.limits.header_read_timeout = Some(Duration::from_millis(500));
-    file.limits.keepalive_timeout = Some(Duration::from_secs(60));
+    file.limits.max_connections = 8;
+    file.limits.header_read_timeout = Duration::from_millis(500);
+    file.limits.keepalive_timeout = Duration::from_secs(60);
     let gw = spawn_gateway(file).await;
     let mut held = Vec::new();
     for i in 0..8 {
@@ -79,7 +79,7 @@ async fn silent_sockets_and_partial_heads_at_the_cap_are_closed_and_others_serve
 #[tokio::test]
 async fn a_silent_socket_is_closed_at_the_head_deadline_counted_from_accept() {
     let mut file = file_config(Default::default());
-    file.limits.header_read_timeout = Some(Duration::from_millis(400));
+    file.limits.header_read_timeout = Duration::from_millis(400);
     let gw = spawn_gateway(file).await;
     // A client that completes nothing: the deadline is counted from accept.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
@@ -91,8 +91,8 @@ async fn a_silent_socket_is_closed_at_the_head_deadline_counted_from_accept() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
     let mut file = file_config(Default::default());
-    file.limits.keepalive_timeout = Some(Duration::from_secs(1));
-    file.limits.header_read_timeout = Some(Duration::from_secs(30));
+    file.limits.keepalive_timeout = Duration::from_secs(1);
+    file.limits.header_read_timeout = Duration::from_secs(30);
     let gw = spawn_gateway(file).await;
     let req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
 
@@ -117,8 +117,8 @@ async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
 #[tokio::test]
 async fn a_head_started_after_an_idle_pause_gets_the_head_deadline() {
     let mut file = file_config(Default::default());
-    file.limits.keepalive_timeout = Some(Duration::from_secs(30));
-    file.limits.header_read_timeout = Some(Duration::from_millis(400));
+    file.limits.keepalive_timeout = Duration::from_secs(30);
+    file.limits.header_read_timeout = Duration::from_millis(400);
     let gw = spawn_gateway(file).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -162,7 +162,7 @@ async fn plaintext_speaks_http1_only_unless_h2c_is_enabled() {
     );
 
     let mut file = file_config(Default::default());
-    file.limits.h2c = Some(true);
+    file.limits.h2c = true;
     let gw = spawn_gateway(file).await;
     let (mut sender, _task) = h2c(&gw).await;
     let req = Request::get(gw.url("/healthz")).body(full("")).unwrap();
@@ -176,10 +176,10 @@ async fn an_idle_h2_connection_gets_a_goaway_and_a_busy_stream_outlives_pings() 
     let slow = slow_upstream(20, Duration::from_millis(100)).await;
     let port_map = POD_PORTS.iter().map(|p| (p.to_string(), slow)).collect();
     let mut file = file_config(port_map);
-    file.limits.h2c = Some(true);
-    file.limits.keepalive_timeout = Some(Duration::from_millis(500));
-    file.limits.h2_keepalive_interval = Some(Duration::from_millis(200));
-    file.limits.h2_keepalive_timeout = Some(Duration::from_secs(1));
+    file.limits.h2c = true;
+    file.limits.keepalive_timeout = Duration::from_millis(500);
+    file.limits.h2_keepalive_interval = Duration::from_millis(200);
+    file.limits.h2_keepalive_timeout = Duration::from_secs(1);
     let gw = spawn_gateway(file).await;
 
     // A stream that lasts 2 s (four idle timeouts, ten PING intervals) completes whole: the
@@ -267,7 +267,7 @@ async fn an_upload_streaming_longer_than_the_read_timeout_succeeds() {
 async fn a_request_body_that_stalls_past_the_body_timeout_gets_408() {
     let desktop = Desktop::http().await;
     let mut file = file_config(desktop.port_map());
-    file.limits.client_body_timeout = Some(Duration::from_millis(400));
+    file.limits.client_body_timeout = Duration::from_millis(400);
     let gw = spawn_gateway(file).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     let head = format!(
@@ -352,7 +352,7 @@ async fn an_unrequested_101_becomes_502() {
 async fn split_http2_cookies_reach_the_upstream_as_one_field() {
     let desktop = Desktop::http().await;
     let mut file = file_config(desktop.port_map());
-    file.limits.h2c = Some(true);
+    file.limits.h2c = true;
     let gw = spawn_gateway(file).await;
     let (mut sender, _task) = h2c(&gw).await;
     let req = Request::get(gw.url("/spawner/c"))
@@ -404,7 +404,7 @@ async fn forwarding_headers_pass_only_from_peers_that_may_speak_for_clients() {
     ] {
         let mut file = file_config(desktop.port_map());
         if let Some(proxy) = trusted {
-            file.clients.trusted_proxies = Some(vec![proxy.to_owned()]);
+            file.clients.trusted_proxies = vec![proxy.to_owned()];
         }
         let gw = spawn_gateway(file).await;
         // A route without header directives (the original passed the client's verbatim).
@@ -439,7 +439,7 @@ async fn forwarding_headers_pass_only_from_peers_that_may_speak_for_clients() {
 #[tokio::test]
 async fn the_per_address_cap_closes_connections_beyond_it_and_frees_slots_on_close() {
     let mut file = file_config(Default::default());
-    file.limits.max_connections_per_ip = Some(2);
+    file.limits.max_connections_per_ip = 2;
     let gw = spawn_gateway(file).await;
     let first = TcpStream::connect(gw.addr).await.unwrap();
     let _second = TcpStream::connect(gw.addr).await.unwrap();
@@ -468,4 +468,149 @@ async fn the_per_address_cap_closes_connections_beyond_it_and_frees_slots_on_clo
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Opens a connection, has one `/healthz` answered on it and leaves it idle (kept alive).
+async fn idle_keep_alive(gw: &Gateway) -> TcpStream {
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    s
+}
+
+#[tokio::test]
+async fn out_of_connections_the_ones_waiting_longest_go_first_and_a_new_client_is_served() {
+    let mut file = file_config(Default::default());
+    file.limits.max_connections = 3;
+    file.limits.header_read_timeout = Duration::from_secs(60);
+    file.limits.keepalive_timeout = Duration::from_secs(60);
+    let gw = spawn_gateway(file).await;
+    let mut oldest = TcpStream::connect(gw.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let mut idle = idle_keep_alive(&gw).await;
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // Every slot taken, every deadline a minute away: the new client gets in now, because
+    // the connection that has made the gateway wait longest (2.8 s) goes, and only it.
+    assert_eq!(
+        healthz_within(&gw, Duration::from_secs(10)).await,
+        Some(StatusCode::OK),
+        "a new client waited behind idle connections"
+    );
+    let (closed, _) = closed_within(&mut oldest, Duration::from_secs(2)).await;
+    assert!(closed, "the oldest idle connection was not asked to go");
+    let (closed, _) = closed_within(&mut idle, Duration::from_millis(300)).await;
+    assert!(
+        !closed,
+        "a younger idle connection went while an older one sufficed"
+    );
+    let (closed, _) = closed_within(&mut silent, Duration::from_millis(300)).await;
+    assert!(
+        !closed,
+        "a younger silent connection went while an older one sufficed"
+    );
+}
+
+/// A scripted desktop: `…slow…` answers after 4 s (a long poll), `…big…` sends 64 MiB as
+/// fast as it is taken, anything else is read to its end and answered.
+async fn scripted_desktop() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                if line.contains("slow") {
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow")
+                        .await;
+                } else if line.contains("big") {
+                    let size = 64usize << 20;
+                    let start = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n");
+                    let _ = conn.write_all(start.as_bytes()).await;
+                    let chunk = vec![0u8; 64 * 1024];
+                    for _ in 0..size / chunk.len() {
+                        if conn.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                } else {
+                    let mut sink = [0u8; 4096];
+                    while conn.read(&mut sink).await.unwrap_or(0) > 0 {}
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ngot")
+                        .await;
+                }
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn out_of_connections_stalled_clients_go_and_a_request_waiting_on_its_upstream_stays() {
+    let desktop = scripted_desktop().await;
+    let port_map = POD_PORTS.iter().map(|p| (p.to_string(), desktop)).collect();
+    let mut file = file_config(port_map);
+    file.limits.max_connections = 3;
+    file.limits.client_body_timeout = Duration::from_secs(60);
+    file.limits.send_timeout = Duration::from_secs(60);
+    let gw = spawn_gateway(file).await;
+    let auth = format!("ABCAuthorization: Bearer {}\r\n", token());
+    let open = |head: String| async move {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        s
+    };
+
+    // A long poll: the gateway waits on the upstream, not on this client.
+    let mut long_poll = open(format!(
+        "GET /spawner/slow HTTP/1.1\r\nHost: x\r\n{auth}\r\n"
+    ))
+    .await;
+    // A client that does not read its answer, and one whose upload stops after 10 bytes.
+    let mut reader = open(format!(
+        "GET /spawner/big HTTP/1.1\r\nHost: x\r\n{auth}\r\n"
+    ))
+    .await;
+    let mut uploader = open(format!(
+        "POST /filer/upload HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 1000000\r\n\r\n0123456789"
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    assert_eq!(
+        healthz_within(&gw, Duration::from_secs(10)).await,
+        Some(StatusCode::OK),
+        "a new client waited behind clients that stalled"
+    );
+    let (closed, text) = closed_within(&mut uploader, Duration::from_secs(2)).await;
+    assert!(closed, "a stalled upload kept its slot: {text:?}");
+    let (closed, _) = closed_within(&mut reader, Duration::from_secs(5)).await;
+    assert!(closed, "a client that does not read kept its slot");
+    // The long poll was left alone and gets its answer.
+    let (_, text) = closed_within(&mut long_poll, Duration::from_secs(6)).await;
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("slow"),
+        "the request waiting on its upstream was cut: {text:?}"
+    );
 }

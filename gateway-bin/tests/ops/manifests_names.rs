@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gateway::config::{DEFAULT_LISTEN, DEFAULT_PAYLOAD_KEY, DEFAULT_SIGNING_KEY, Env, FileConfig};
+use gateway::config::{DEFAULT_PAYLOAD_KEY, DEFAULT_SIGNING_KEY, Env, FileConfig};
 use gateway_tooling::keygen::PAIRS;
 use serde::Deserialize as _;
 use serde_json::Value;
@@ -266,7 +266,7 @@ fn config_map_parses_and_listens_where_the_manifests_point() {
             let text = config_text(&objects, deployment, container);
             let file =
                 FileConfig::parse(text).unwrap_or_else(|e| panic!("{who}: gateway.toml: {e:#}"));
-            let listen = file.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+            let listen = file.listen.as_str();
             assert_eq!(port_of(listen), listen_port, "{who}: listen");
             assert_eq!(declared_port(container, listen_port)["protocol"], "TCP");
             // Below 1024 only with the sysctl that lets a non-root process bind it.
@@ -364,8 +364,8 @@ fn config_map_parses_and_listens_where_the_manifests_point() {
                 );
             }
             "sidecar" => {
-                assert_eq!(file.services.website.host.as_deref(), Some("127.0.0.1"));
-                let port = file.services.website.port.expect("[services.website] port");
+                assert_eq!(file.services.website.host, "127.0.0.1");
+                let port = file.services.website.port;
                 let beside = containers(deployment)
                     .iter()
                     .filter(|c| !str_of(&c["name"]).starts_with("gateway"))
@@ -786,13 +786,7 @@ fn autoscaler_budget_spread_and_network_policy_follow_the_deployment() {
             container(deployment, "gateway"),
         ))
         .expect("config");
-        let allowed: BTreeSet<u64> = file
-            .container
-            .ports
-            .unwrap_or_else(|| gateway::routes::DEFAULT_CONTAINER_PORTS.to_vec())
-            .into_iter()
-            .map(u64::from)
-            .collect();
+        let allowed: BTreeSet<u64> = file.container.ports.into_iter().map(u64::from).collect();
         let desktop_rule = array(&policy["spec"]["egress"])
             .iter()
             .find(|rule| {
@@ -900,14 +894,16 @@ fn each_gateway_container_config_loads_with_its_environment() {
                     .find(|(n, _)| n == name)
                     .map(|(_, v)| moved(v).to_string_lossy().into_owned())
             };
-            let mut file = FileConfig::parse(config_text(&objects, deployment, container))
+            let text = config_text(&objects, deployment, container);
+            let mut file = FileConfig::parse_with_env(text, &Env::from_fn(lookup))
                 .unwrap_or_else(|e| panic!("{who}: {e:#}"));
             if let Some(dir) = &file.website.static_dir {
                 let dir = moved(dir.to_str().expect("UTF-8"));
                 std::fs::create_dir_all(&dir).expect("static dir");
                 file.website.static_dir = Some(dir);
             }
-            let config = gateway::config::Config::load(file, &Env::from_fn(lookup))
+            let config = file
+                .validate()
                 .unwrap_or_else(|e| panic!("{who}: the gateway refuses its config: {e:#}"));
             assert_eq!(u64::from(config.listen.port()), listen, "{who}");
             assert!(config.keys.payload.is_some(), "{who}: payload key loaded");

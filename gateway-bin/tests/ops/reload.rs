@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use gateway::config::FileKeys;
+use gateway::config::KeysSection;
 use gateway_tooling::keygen::{self, PAIRS};
 use gateway_tooling::mint::{MintMode, Minter};
 use support_proxy::*;
@@ -61,10 +61,10 @@ fn watching(
     overlap: Option<Duration>,
 ) -> gateway::config::FileConfig {
     let mut file = file_config(desktop.port_map());
-    file.keys = FileKeys {
-        signing_public_key: Some(root.join(SIGNING_FILE)),
-        reload_interval: Some(interval),
-        signing_overlap: overlap,
+    file.keys = KeysSection {
+        signing_public_key: root.join(SIGNING_FILE),
+        reload_interval: interval,
+        signing_overlap: overlap.unwrap_or(file.keys.signing_overlap),
         ..file.keys
     };
     file

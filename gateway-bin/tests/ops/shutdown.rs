@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use gateway::config::{FileLimits, FileShutdown};
+use gateway::config::{Limits, ShutdownSection};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use support_proxy::*;
@@ -42,12 +42,12 @@ async fn readiness_fails_first_then_in_flight_work_finishes_then_tunnels_close()
     let mut port_map = desktop.port_map();
     port_map.insert("29786".into(), slow.port());
     let mut file = file_config(port_map);
-    file.shutdown = FileShutdown {
-        drain_delay: Some(Duration::from_millis(400)),
+    file.shutdown = ShutdownSection {
+        drain_delay: Duration::from_millis(400),
     };
-    file.limits = FileLimits {
-        shutdown_grace: Some(Duration::from_secs(3)),
-        ..FileLimits::default()
+    file.limits = Limits {
+        shutdown_grace: Duration::from_secs(3),
+        ..Limits::default()
     };
     let mut running = spawn_run(file).await;
     let token = token();

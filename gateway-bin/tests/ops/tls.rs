@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway::config::{FileKeys, FileTls};
+use gateway::config::{KeysSection, TlsSection};
 use http_body_util::BodyExt as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject as _;
@@ -155,12 +155,12 @@ async fn tls_with_h2_and_certificate_reload() {
     let pyos = upstream("pyos").await;
     let mut file = file_config(Default::default());
     file.services.pyos = service(&pyos);
-    file.tls = FileTls {
+    file.tls = TlsSection {
         cert: Some(live_cert.clone()),
         key: Some(live_key.clone()),
     };
-    file.keys = FileKeys {
-        reload_interval: Some(Duration::from_millis(50)),
+    file.keys = KeysSection {
+        reload_interval: Duration::from_millis(50),
         ..file.keys
     };
     let running = spawn_run(file).await;
@@ -229,12 +229,12 @@ async fn a_client_silent_after_the_tls_handshake_is_closed_at_the_head_deadline(
     make_ca(dir.path());
     make_leaf(dir.path(), "only");
     let mut file = file_config(Default::default());
-    file.tls = FileTls {
+    file.tls = TlsSection {
         cert: Some(dir.path().join("only.crt")),
         key: Some(dir.path().join("only.key")),
     };
-    file.limits.header_read_timeout = Some(Duration::from_millis(500));
-    file.limits.keepalive_timeout = Some(Duration::from_secs(60));
+    file.limits.header_read_timeout = Duration::from_millis(500);
+    file.limits.keepalive_timeout = Duration::from_secs(60);
     let running = spawn_run(file).await;
     let roots = [cert(dir.path(), "ca")];
     // h2 by ALPN, then nothing: neither the HTTP/2 preface nor a request.

@@ -1,5 +1,5 @@
-//! manifests/gateway.example.toml parses, validates, and its values are the defaults —
-//! both as shipped and with every commented-out key uncommented.
+//! manifests/gateway.example.toml parses, validates, and its values are the defaults
+//! (`FileConfig::default()`) — both as shipped and with every commented-out key uncommented.
 
 use crate::support_proxy;
 
@@ -32,18 +32,27 @@ fn uncommented(text: &str) -> String {
 }
 
 fn with_test_keys(mut file: FileConfig) -> FileConfig {
-    file.keys.signing_public_key = Some(KEYS.signing_public());
-    file.keys.payload_private_key = Some(KEYS.payload_private());
+    file.keys.signing_public_key = KEYS.signing_public();
+    file.keys.payload_private_key = KEYS.payload_private();
     file
+}
+
+/// The file without its `[routes.*]` overrides: the example restates some routes' built-in
+/// values there, which `assert_defaults` compares through the route table.
+fn without_routes(file: FileConfig) -> FileConfig {
+    FileConfig {
+        routes: Default::default(),
+        ..file
+    }
 }
 
 fn load(text: &str) -> Config {
     let file = FileConfig::parse(text).unwrap_or_else(|e| panic!("{e:#?}"));
-    Config::load(with_test_keys(file), &Env::default()).unwrap()
+    with_test_keys(file).validate().unwrap()
 }
 
 fn assert_defaults(config: &Config) {
-    let defaults = Config::load(with_test_keys(FileConfig::default()), &Env::default()).unwrap();
+    let defaults = with_test_keys(FileConfig::default()).validate().unwrap();
     assert_eq!(config.listen, defaults.listen);
     assert_eq!(config.node_name, defaults.node_name);
     assert_eq!(config.auth, defaults.auth);
@@ -65,6 +74,10 @@ fn assert_defaults(config: &Config) {
 
 #[test]
 fn example_config_parses_and_shows_the_defaults() {
+    assert_eq!(
+        without_routes(FileConfig::parse(&example()).unwrap()),
+        FileConfig::default()
+    );
     let config = load(&example());
     assert_defaults(&config);
 }
@@ -93,18 +106,18 @@ fn example_config_with_every_key_uncommented_still_shows_the_defaults() {
     assert_defaults(&config);
     let file = FileConfig::parse(&text).unwrap();
     assert_eq!(
-        file.keys.signing_public_key.as_deref(),
-        Some(Path::new(gateway::config::DEFAULT_SIGNING_KEY))
+        file.keys.signing_public_key,
+        Path::new(gateway::config::DEFAULT_SIGNING_KEY)
     );
     assert_eq!(
-        file.keys.payload_private_key.as_deref(),
-        Some(Path::new(gateway::config::DEFAULT_PAYLOAD_KEY))
+        file.keys.payload_private_key,
+        Path::new(gateway::config::DEFAULT_PAYLOAD_KEY)
     );
+    assert_eq!(without_routes(file), FileConfig::default());
 }
 
 #[test]
 fn the_environment_fills_what_the_file_leaves_out() {
-    let file = with_test_keys(FileConfig::parse(&example()).unwrap());
     let env = Env {
         node_name: Some("node-7".into()),
         pyos_fqdn: Some("pyos.abcdesktop.svc.cluster.local".into()),
@@ -112,7 +125,8 @@ fn the_environment_fills_what_the_file_leaves_out() {
         website_fqdn: Some("website.abcdesktop.svc.cluster.local".into()),
         ..Env::default()
     };
-    let config = Config::load(file, &env).unwrap();
+    let file = with_test_keys(FileConfig::parse_with_env(&example(), &env).unwrap());
+    let config = file.validate().unwrap();
     assert_eq!(config.node_name, "node-7");
     assert_eq!(
         config.services.pyos.authority(),

@@ -1,5 +1,6 @@
 //! Desktop targets that are DNS names: resolved at request time through the configured DNS
-//! server (here a tiny in-process responder), cached by TTL, and dialled by address.
+//! server (here a tiny in-process responder), cached by TTL, and dialled by address; named
+//! services through the same resolver and cache, `localhost` and IP literals without a query.
 
 use crate::support_proxy;
 
@@ -52,7 +53,7 @@ async fn desktop_names_resolve_through_the_configured_server_and_are_cached() {
     let (dns, a_queries) = dns_server().await;
     let up = upstream("spawner").await;
     let mut file = file_config([("29786".to_owned(), up.addr.port())].into_iter().collect());
-    file.upstream.resolver = Some(vec![dns.to_string()]);
+    file.upstream.resolver = vec![dns];
     let gw = spawn_gateway(file).await;
     let name = "pod-1.desktop.abcdesktop.svc.cluster.local";
     let token = KEYS.minter.mint(name, now(), 600).unwrap();
@@ -76,11 +77,55 @@ async fn ws_profile_host_is_the_desktop_name_and_port() {
     let (dns, _) = dns_server().await;
     let up = upstream("sound").await;
     let mut file = file_config([("29788".to_owned(), up.addr.port())].into_iter().collect());
-    file.upstream.resolver = Some(vec![dns.to_string()]);
+    file.upstream.resolver = vec![dns];
     let gw = spawn_gateway(file).await;
     let name = "pod-2.desktop.abcdesktop.svc.cluster.local";
     let token = KEYS.minter.mint(name, now(), 600).unwrap();
     let (status, _, body) = get(&gw.url(&format!("/sound?jwt_token={token}")), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(seen(&body)["headers"]["host"], format!("{name}:29788"));
+}
+
+#[tokio::test]
+async fn service_names_resolve_through_the_same_resolver_and_cache() {
+    let (dns, a_queries) = dns_server().await;
+    let pyos = upstream("pyos").await;
+    let mut file = file_config(Default::default());
+    file.upstream.resolver = vec![dns];
+    // A name only the configured server knows: the system resolver cannot answer it.
+    file.services.pyos = gateway::config::ServiceAddr {
+        host: "pyos.gateway-test".to_owned(),
+        port: pyos.addr.port(),
+    };
+    let gw = spawn_gateway(file).await;
+    for _ in 0..3 {
+        let (status, _, body) = get(&gw.url("/API/healthz"), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(seen(&body)["name"], "pyos");
+    }
+    assert_eq!(
+        a_queries.load(Ordering::SeqCst),
+        1,
+        "one query, then the shared cache"
+    );
+}
+
+#[tokio::test]
+async fn localhost_and_ip_literal_services_never_ask_the_dns_server() {
+    let (dns, a_queries) = dns_server().await;
+    let (pyos, website) = (upstream("pyos").await, upstream("website").await);
+    let mut file = file_config(Default::default());
+    file.upstream.resolver = vec![dns];
+    file.services.pyos = gateway::config::ServiceAddr {
+        host: "localhost".to_owned(),
+        port: pyos.addr.port(),
+    };
+    file.services.website = service(&website);
+    let gw = spawn_gateway(file).await;
+    for (path, name) in [("/API/healthz", "pyos"), ("/index.html", "website")] {
+        let (status, _, body) = get(&gw.url(path), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(seen(&body)["name"], name);
+    }
+    assert_eq!(a_queries.load(Ordering::SeqCst), 0);
 }

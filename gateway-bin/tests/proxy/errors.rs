@@ -53,7 +53,7 @@ async fn refused_upstream_is_502_with_a_generic_body() {
 #[tokio::test]
 async fn unresolvable_service_name_is_502_fast() {
     let mut file = file_config(Default::default());
-    file.services.pyos.host = Some("no-such-host.invalid".to_owned());
+    file.services.pyos.host = "no-such-host.invalid".to_owned();
     let gw = spawn_gateway(file).await;
     let started = Instant::now();
     let (status, _, body) = get(&gw.url("/API/healthz"), None).await;
@@ -102,7 +102,7 @@ async fn refused_token_never_opens_an_upstream_connection() {
 async fn missing_payload_key_starts_and_answers_503() {
     let up = upstream("spawner").await;
     let mut file = file_config(one_port(29786, up.addr.port()));
-    file.keys.payload_private_key = Some("/nonexistent/payload.pem".into());
+    file.keys.payload_private_key = "/nonexistent/payload.pem".into();
     let gw = spawn_gateway(file).await;
     let (status, _, body) = get(&gw.url("/spawner/x"), Some(&token())).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -191,7 +191,7 @@ async fn no_route_is_404_when_the_website_route_is_disabled() {
 async fn desktop_name_that_does_not_resolve_is_502_fast() {
     let up = upstream("spawner").await;
     let mut file = file_config(one_port(29786, up.addr.port()));
-    file.upstream.connect_timeout = Some(Duration::from_secs(1));
+    file.upstream.connect_timeout = Duration::from_secs(1);
     let gw = spawn_gateway(file).await;
     let token = KEYS
         .minter

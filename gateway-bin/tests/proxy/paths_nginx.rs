@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gateway::config::{FileService, FileServices};
+use gateway::config::{ServiceAddr, Services};
 use gateway::routes::{DEFAULT_CONTAINER_PORTS, RequestPath, RouteTable};
 use gateway::token::TokenSource;
 use support_proxy::{POD_PORTS, file_config, spawn_gateway, token};
@@ -550,16 +550,16 @@ async fn path_spellings_route_and_go_upstream_as_nginx_sends_them() {
     }
     let nginx = start_nginx(&nginx_conf(&recorders));
 
-    let service = |name: &str| FileService {
-        host: Some("127.0.0.1".to_owned()),
-        port: recorders.get(name).copied(),
+    let service = |name: &str| ServiceAddr {
+        host: "127.0.0.1".to_owned(),
+        port: recorders[name],
     };
     let port_map = POD_PORTS
         .iter()
         .map(|p| (p.to_string(), recorders[&format!("pod:{p}")]))
         .collect();
     let mut file = file_config(port_map);
-    file.services = FileServices {
+    file.services = Services {
         pyos: service("pyos"),
         speedtest: service("speedtest"),
         console: service("console"),

@@ -154,8 +154,8 @@ async fn scripted(script: Script) -> Scripted {
 async fn gateway_to(up: &Scripted, max_idle: usize) -> Gateway {
     let port_map = POD_PORTS.iter().map(|p| (p.to_string(), up.port)).collect();
     let mut file = file_config(port_map);
-    file.limits.workers = Some(1);
-    file.upstream.pool_max_idle_per_host = Some(max_idle);
+    file.limits.workers = 1;
+    file.upstream.pool_max_idle_per_host = max_idle;
     spawn_gateway(file).await
 }
 
@@ -452,7 +452,7 @@ async fn a_real_nginx_answering_405_to_an_upload_stalls_no_other_user() {
         .map(|p| (p.to_string(), nginx.port))
         .collect();
     let mut file = file_config(port_map);
-    file.limits.workers = Some(1);
+    file.limits.workers = 1;
     let gw = spawn_gateway(file).await;
     let mut uploads = Vec::new();
     for _ in 0..8 {

@@ -5,7 +5,7 @@ use crate::support_proxy;
 
 use std::time::Duration;
 
-use gateway::config::FileWebsite;
+use gateway::config::WebsiteSection;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 async fn http2_clients_are_served_and_proxied_as_http1() {
     let up = upstream("spawner").await;
     let mut file = file_config([("29786".to_owned(), up.addr.port())].into_iter().collect());
-    file.limits.h2c = Some(true);
+    file.limits.h2c = true;
     let gw = spawn_gateway(file).await;
     let h2: Client<_, TestBody> = Client::builder(TokioExecutor::new())
         .http2_only(true)
@@ -49,7 +49,7 @@ async fn read_all(mut s: TcpStream, within: Duration) -> String {
 #[tokio::test]
 async fn slow_request_heads_are_cut_off() {
     let mut file = file_config(Default::default());
-    file.limits.header_read_timeout = Some(Duration::from_millis(300));
+    file.limits.header_read_timeout = Duration::from_millis(300);
     let gw = spawn_gateway(file).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -71,7 +71,7 @@ async fn slow_request_heads_are_cut_off() {
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let mut file = file_config(Default::default());
-    file.limits.max_connections = Some(1);
+    file.limits.max_connections = 1;
     let gw = spawn_gateway(file).await;
     let req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut first = TcpStream::connect(gw.addr).await.unwrap();
@@ -102,7 +102,7 @@ async fn static_site_serves_files_and_refuses_traversal() {
     std::fs::create_dir(dir.path().join("css")).unwrap();
     std::fs::write(dir.path().join("css/app.css"), "body{}").unwrap();
     let mut file = file_config(Default::default());
-    file.website = FileWebsite {
+    file.website = WebsiteSection {
         static_dir: Some(dir.path().to_owned()),
     };
     let gw = spawn_gateway(file).await;
@@ -218,7 +218,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
 #[tokio::test]
 async fn oversized_request_heads_are_refused() {
     let mut file = file_config(Default::default());
-    file.limits.max_header_bytes = Some(16 * 1024);
+    file.limits.max_header_bytes = 16 * 1024;
     let gw = spawn_gateway(file).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     let big = "a".repeat(32 * 1024);
@@ -263,7 +263,7 @@ async fn idle_upstream_connections_are_closed_after_the_pool_timeout() {
     });
     let port_map = POD_PORTS.iter().map(|p| (p.to_string(), port)).collect();
     let mut file = file_config(port_map);
-    file.upstream.pool_idle_timeout = Some(Duration::from_secs(1));
+    file.upstream.pool_idle_timeout = Duration::from_secs(1);
     let gw = spawn_gateway(file).await;
     let (status, _, body) = get(&gw.url("/spawner/idle"), Some(&token())).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));

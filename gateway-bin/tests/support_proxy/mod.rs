@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway::config::{Config, Env, FileConfig, FileService, FileServices};
+use gateway::config::{FileConfig, ServiceAddr, Services};
 use gateway_tooling::fixtures::KeyDir;
 pub use gateway_tooling::fixtures::now;
 use gateway_tooling::keygen::PAIRS;
@@ -176,16 +176,21 @@ impl Desktop {
 
 /// The base file config of the tests: test keys, loopback targets, a port map.
 pub fn file_config(port_map: BTreeMap<String, u16>) -> FileConfig {
-    let mut file = KEYS.file_config(port_map);
-    file.node_name = Some("test-node".to_owned());
-    file.upstream.connect_timeout = Some(Duration::from_secs(5));
+    let mut file = KEYS.file_config(
+        port_map
+            .into_iter()
+            .map(|(from, to)| (from.parse().unwrap(), to))
+            .collect(),
+    );
+    file.node_name = "test-node".to_owned();
+    file.upstream.connect_timeout = Duration::from_secs(5);
     file
 }
 
-pub fn service(up: &Upstream) -> FileService {
-    FileService {
-        host: Some("127.0.0.1".to_owned()),
-        port: Some(up.addr.port()),
+pub fn service(up: &Upstream) -> ServiceAddr {
+    ServiceAddr {
+        host: "127.0.0.1".to_owned(),
+        port: up.addr.port(),
     }
 }
 
@@ -194,8 +199,8 @@ pub fn services(
     speedtest: &Upstream,
     console: &Upstream,
     website: &Upstream,
-) -> FileServices {
-    FileServices {
+) -> Services {
+    Services {
         pyos: service(pyos),
         speedtest: service(speedtest),
         console: service(console),
@@ -216,7 +221,7 @@ impl Gateway {
 }
 
 pub async fn spawn_gateway(file: FileConfig) -> Gateway {
-    let config = Config::load(file, &Env::default()).unwrap();
+    let config = file.validate().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
@@ -293,7 +298,7 @@ impl Running {
 }
 
 pub async fn spawn_run(file: FileConfig) -> Running {
-    let config = Config::load(file, &Env::default()).unwrap();
+    let config = file.validate().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

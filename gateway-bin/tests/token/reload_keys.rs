@@ -218,10 +218,14 @@ async fn no_request_fails_while_the_signing_key_rotates_under_load() {
     s.reloader.reload();
     let reloader = Arc::new(s.reloader);
     let running = Arc::new(tokio::sync::Notify::new());
-    let watcher = tokio::spawn(reloader.clone().run(Duration::from_millis(5), {
-        let running = running.clone();
-        async move { running.notified().await }
-    }));
+    let watcher = tokio::spawn(gateway::reload::run(
+        vec![reloader.clone()],
+        Duration::from_millis(5),
+        {
+            let running = running.clone();
+            async move { running.notified().await }
+        },
+    ));
     // Tokens signed by either key, each new to the cache, so every one is verified.
     let by_a: Vec<String> = (0..150)
         .map(|i| fresh(&a, &format!("10.1.0.{i}")))

@@ -7,7 +7,7 @@ use crate::support_proxy;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway::config::{FileAbuse, FileClients};
+use gateway::config::{AbuseSection, ClientsSection};
 use http::Request;
 use support_proxy::*;
 
@@ -16,13 +16,13 @@ const LIMIT: u32 = 3;
 async fn gateway(trusted: &[&str]) -> (Gateway, Desktop) {
     let desktop = Desktop::http().await;
     let mut file = file_config(desktop.port_map());
-    file.abuse = FileAbuse {
-        auth_failures_per_ip: Some(LIMIT),
-        auth_failure_window: Some(Duration::from_secs(30)),
+    file.abuse = AbuseSection {
+        auth_failures_per_ip: LIMIT,
+        auth_failure_window: Duration::from_secs(30),
     };
-    file.clients = FileClients {
-        trusted_proxies: Some(trusted.iter().map(|s| (*s).to_owned()).collect()),
-        ..FileClients::default()
+    file.clients = ClientsSection {
+        trusted_proxies: trusted.iter().map(|s| (*s).to_owned()).collect(),
+        ..ClientsSection::default()
     };
     (spawn_gateway(file).await, desktop)
 }
