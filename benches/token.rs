@@ -2,8 +2,8 @@
 //!
 //! Run with `cargo bench -p benches --bench token`; one group, e.g. `-- verify_rsa1024`.
 //!
-//! Keys are generated fresh at start-up (`gateway::keygen`), tokens are minted like pyos mints
-//! them (`gateway::mint`), and every measured call is first checked to succeed (or, for the
+//! Keys are generated fresh at start-up (`gateway_tooling::keygen`), tokens are minted like pyos mints
+//! them (`gateway_tooling::mint`), and every measured call is first checked to succeed (or, for the
 //! negative cache, to be refused) so that no row times an error path by accident.
 //!
 //! Groups, each named by key size:
@@ -28,14 +28,14 @@ use base64::Engine as _;
 use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
-use gateway::keygen::{self, GeneratedPair, PAIRS};
-use gateway::mint::{self, MintMode, Minter};
 use gateway::token::cache::CacheConfig;
 use gateway::token::target::DEFAULT_DNS_SUFFIX;
 use gateway::token::{
     self, AuthConfig, AuthStats, Authenticator, Keys, PayloadKey, PayloadPadding, Refusal,
     SigningKey, TargetPolicy, jws,
 };
+use gateway_tooling::keygen::{self, GeneratedPair, PAIRS};
+use gateway_tooling::mint::{self, MintMode, Minter};
 use rsa::pkcs1::EncodeRsaPublicKey as _;
 use rsa::pkcs8::EncodePrivateKey as _;
 use tokio::runtime::Runtime;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rewrites fuzz/seeds/ from scratch: real tokens minted with the committed throw-away fuzz keys
 # (fuzz/keys/) by keys-tool and by pyos's own libraries (PyJWT 2.4.0 + pycryptodome, through
-# gateway/tests/interop/pyos.py), wrapped in each target's input format (fuzz/props/*.rs), plus
+# gateway-bin/tests/interop/pyos.py), wrapped in each target's input format (fuzz/props/*.rs), plus
 # the route table's paths, the example config and hand-written HTTP requests.
 #
 #   bash fuzz/make-seeds.sh        # needs python3 with PyJWT 2.4.0 and pycryptodome
@@ -31,7 +31,7 @@ kt() { # target [mode] [now] [lifetime]
         --target "$1" --mode "${2:-pkcs1}" --now "${3:-$now}" --exp "${4:-$lifetime}" --force
 }
 py() { # target mode
-    python3 gateway/tests/interop/pyos.py mint "$signing_priv" "$payload_pub" "$1" "$py_lifetime" "$2"
+    python3 gateway-bin/tests/interop/pyos.py mint "$signing_priv" "$payload_pub" "$1" "$py_lifetime" "$2"
 }
 
 export KT_IP KT_NAME KT_LOOP KT_OAEP KT_RSAPUB KT_EXPIRED PY_IP PY_LOOP PY_OAEP

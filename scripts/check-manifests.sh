@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Renders every kustomize overlay of manifests/ and the monitoring bundle, validates each object
-# offline, and checks that manifests/rendered/ (what the Rust test gateway/tests/manifests_names.rs
+# offline, and checks that manifests/rendered/ (what the Rust test gateway-bin/tests/ops/manifests_names.rs
 # reads, and what `kubectl apply -f` users take) and the generated parts of manifests/ are up to
 # date.
 #

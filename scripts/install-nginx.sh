@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Debian's nginx, the reference the path-semantics test (gateway/tests/paths_nginx.rs)
+# Installs Debian's nginx, the reference the path-semantics test (gateway-bin/tests/proxy/paths_nginx.rs)
 # compares the gateway with. Only the binary is used: the test runs it as its own process on
 # 127.0.0.1 with a temporary prefix; the package's service is never started.
 # Idempotent: does nothing when /usr/sbin/nginx is already there. Needs root (apt-get).

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use gateway::mint::{MintMode, Minter};
 use gateway::token::{Keys, PayloadKey, PayloadPadding, SigningKey};
+use gateway_tooling::mint::{MintMode, Minter};
 
 /// The fixed "now" of every target (2027-01-15): seed tokens expire in 2100 or later, so they
 /// stay valid, and a run never depends on the wall clock.
@@ -114,7 +114,7 @@ pub fn minter(mode: MintMode) -> &'static Minter {
 pub fn signer() -> &'static rsa::PrivateKey {
     static KEY: OnceLock<rsa::PrivateKey> = OnceLock::new();
     KEY.get_or_init(|| {
-        gateway::mint::private_key_from_pem(SIGNING_PRIVATE_PEM).expect("fuzz signing key")
+        gateway_tooling::mint::private_key_from_pem(SIGNING_PRIVATE_PEM).expect("fuzz signing key")
     })
 }
 
@@ -146,7 +146,7 @@ pub fn sign(message: &[u8]) -> Vec<u8> {
     })
 }
 
-/// `gateway::mint::Minter::sign_claims` with the fixed keys: a token with PyJWT's header and
+/// `gateway_tooling::mint::Minter::sign_claims` with the fixed keys: a token with PyJWT's header and
 /// `claims` as its payload.
 pub fn mint_claims(claims: &[u8]) -> String {
     MINTED.with_borrow_mut(|memo| {

@@ -3,7 +3,7 @@
 //! Input: a mode byte, then
 //! - `0`: the rest is the token;
 //! - `1`: claims chosen by the input (see [`choose_claims`]), minted into a real token with
-//!   `gateway::mint::Minter`, which the rest of the input then mutates (4-byte operations:
+//!   `gateway_tooling::mint::Minter`, which the rest of the input then mutates (4-byte operations:
 //!   kind, position, value);
 //! - `2`: a header chosen by the input (raw bytes, a fuzzed `alg`, or a tricky template) and
 //!   chosen claims, validly signed with the fixed private key;

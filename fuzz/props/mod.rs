@@ -2,7 +2,7 @@
 //! `check(data: &[u8])` that panics on a violation.
 //!
 //! These files are compiled twice: into each fuzz target (`fuzz/fuzz_targets/*.rs`, nightly,
-//! libFuzzer) and into `gateway/tests/fuzz_regressions.rs` (stable `cargo test`), which feeds
+//! libFuzzer) and into `gateway-bin/tests/fuzz_regressions.rs` (stable `cargo test`), which feeds
 //! them every committed seed (`fuzz/seeds/<target>/`) and crash input
 //! (`fuzz/regressions/<target>/`). So they may use only what both crates have: the gateway
 //! library and its dependencies (no `arbitrary`; `common::Input` reads structured choices).

@@ -23,8 +23,8 @@
 use std::net::IpAddr;
 
 use base64::Engine as _;
-use gateway::mint::MintMode;
 use gateway::token::{Refusal, Target, TargetPolicy};
+use gateway_tooling::mint::MintMode;
 
 use super::common::{B64STD, Input, minter, payload_keys};
 

@@ -1176,7 +1176,7 @@ mod tests {
     /// A directory holding a usable signing public key, and a config text naming it.
     fn with_signing_key() -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let pair = crate::keygen::generate_pair(crate::keygen::PAIRS[1], 1024)
+        let pair = gateway_tooling::keygen::generate_pair(gateway_tooling::keygen::PAIRS[1], 1024)
             .unwrap_or_else(|e| panic!("{e}"));
         let key = dir.path().join("signing.pem");
         std::fs::write(&key, &pair.public_pem).unwrap_or_else(|e| panic!("{e}"));

@@ -54,6 +54,33 @@ pub fn pem_label(text: &str) -> Option<&str> {
     Some(&rest[..end])
 }
 
+/// SHA-256 of a key or certificate file's bytes: whether the file changed on disk since it was
+/// last loaded (the key reloader, TLS certificate reload). Not a token digest: the two never
+/// meet, so they are different types.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileDigest([u8; 32]);
+
+impl FileDigest {
+    /// The digest of `bytes`.
+    pub(crate) fn of(bytes: &[u8]) -> FileDigest {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        FileDigest(out)
+    }
+}
+
+impl std::fmt::Debug for FileDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The first 4 bytes, as a fingerprint: a file's digest, not its content.
+        f.write_str("FileDigest(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
+    }
+}
+
 /// An RSA public key read from `PUBLIC KEY` (SPKI) or `RSA PUBLIC KEY` (PKCS#1) PEM.
 #[derive(Debug)]
 pub(crate) struct PublicPem {
@@ -95,8 +122,9 @@ fn check_bits(bits: usize) -> Result<usize, KeyError> {
     }
 }
 
-/// Reads an RSA public key in either PEM form.
-pub(crate) fn read_public(text: &str) -> Result<PublicPem, KeyError> {
+/// Parses an RSA public key from `PUBLIC KEY` (SPKI) or `RSA PUBLIC KEY` (PKCS#1) PEM, of any
+/// size. Returns the label read as well.
+fn parse_public(text: &str) -> Result<(rsa::PublicKey, &str), KeyError> {
     let label = pem_label(text).ok_or(KeyError::NotPem)?;
     let key = match label {
         "PUBLIC KEY" => rsa::PublicKey::from_public_key_pem(text).map_err(parse_err(label))?,
@@ -108,6 +136,37 @@ pub(crate) fn read_public(text: &str) -> Result<PublicPem, KeyError> {
             ));
         }
     };
+    Ok((key, label))
+}
+
+/// Parses an RSA private key from `RSA PRIVATE KEY` (PKCS#1) or `PRIVATE KEY` (PKCS#8) PEM, of
+/// any size: the one private-key PEM reader (the gateway's payload key, and the tooling's
+/// signing and payload keys).
+pub fn private_key_from_pem(text: &str) -> Result<rsa::PrivateKey, KeyError> {
+    let label = pem_label(text).ok_or(KeyError::NotPem)?;
+    match label {
+        "RSA PRIVATE KEY" => rsa::PrivateKey::from_pkcs1_pem(text).map_err(parse_err(label)),
+        "PRIVATE KEY" => rsa::PrivateKey::from_pkcs8_pem(text).map_err(parse_err(label)),
+        other => Err(KeyError::UnexpectedLabel(
+            other.to_owned(),
+            "RSA PRIVATE KEY or PRIVATE KEY",
+        )),
+    }
+}
+
+/// An RSA public key from a file holding either half of the pair, of any size: a public key
+/// PEM as the gateway reads it, else the public half of a private key PEM (a payload
+/// private key's fingerprint, a token minted with the payload private key file).
+pub fn public_key_from_pem(text: &str) -> Result<rsa::PublicKey, KeyError> {
+    match parse_public(text) {
+        Err(KeyError::UnexpectedLabel(..)) => Ok(private_key_from_pem(text)?.to_public_key()),
+        other => other.map(|(key, _)| key),
+    }
+}
+
+/// Reads an RSA public key in either PEM form.
+pub(crate) fn read_public(text: &str) -> Result<PublicPem, KeyError> {
+    let (key, label) = parse_public(text)?;
     let bits = check_bits(key.size() * 8)?;
     let der = key.to_pkcs1_der().map_err(parse_err(label))?;
     Ok(PublicPem {
@@ -118,19 +177,11 @@ pub(crate) fn read_public(text: &str) -> Result<PublicPem, KeyError> {
 
 /// Reads an RSA private key in either PEM form.
 pub(crate) fn read_private(text: &str) -> Result<PrivatePem, KeyError> {
-    let label = pem_label(text).ok_or(KeyError::NotPem)?;
-    let key = match label {
-        "RSA PRIVATE KEY" => rsa::PrivateKey::from_pkcs1_pem(text).map_err(parse_err(label))?,
-        "PRIVATE KEY" => rsa::PrivateKey::from_pkcs8_pem(text).map_err(parse_err(label))?,
-        other => {
-            return Err(KeyError::UnexpectedLabel(
-                other.to_owned(),
-                "RSA PRIVATE KEY or PRIVATE KEY",
-            ));
-        }
-    };
+    let key = private_key_from_pem(text)?;
     let bits = check_bits(key.size() * 8)?;
-    let der = key.to_pkcs1_der().map_err(parse_err(label))?;
+    let der = key
+        .to_pkcs1_der()
+        .map_err(parse_err(pem_label(text).unwrap_or_default()))?;
     Ok(PrivatePem {
         pkcs1_der: der,
         bits,

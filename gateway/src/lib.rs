@@ -9,29 +9,31 @@
 //! - [`keys`]: reading the signing and payload key files (PEM);
 //! - [`token`]: the token pipeline (extract, verify, decrypt, validate, cache);
 //! - [`reload`]: key hot reload (Kubernetes Secret updates, rotation overlap);
-//! - [`keygen`], [`mint`]: making abcdesktop's key pairs and pyos-shaped tokens (for
-//!   `keys-tool`, `gateway demo`, tests and the load harness);
 //! - [`config`]: the TOML file and environment → validated [`config::Config`]; `units`:
 //!   durations and sizes as the file spells them;
 //! - [`routes`]: abcdesktop's route table as data and nginx's matching rules;
 //! - [`server`]: the accept loop ([`server::serve`]); `connection`: one client connection's
 //!   protocol and deadlines; [`proxy`]: the request path; `upstream`: the one executor of
 //!   upstream exchanges (pooled or dedicated, upgrade or not); `body`: body adapters;
-//!   [`pool`]: pooled upstream connections; [`upgrade`]: WebSocket tunnels; [`headers`]: header profiles; [`respond`]: the
-//!   gateway's own responses; [`dns`]: desktop-name resolution; [`demo`]: `gateway demo`.
+//!   `pool`: pooled upstream connections; `upgrade`: WebSocket tunnels; `headers`: header profiles; [`respond`]: the
+//!   gateway's own responses; `dns`: desktop-name resolution.
+//!
+//! This crate holds only what serving needs. Key generation, token minting and `gateway demo`
+//! are in the `gateway-tooling` crate, which depends on this one (never the reverse); the
+//! `gateway` binary is the `gateway` package (`gateway-bin/`).
+//!
+//! Public modules are what the binary, `keys-tool`, the tooling, tests, benches and fuzz
+//! properties use; the others are crate-private, so the compiler reports what in them is dead.
 
 pub mod admin;
 pub(crate) mod body;
 pub mod config;
 pub(crate) mod connection;
 pub(crate) mod deadline;
-pub mod demo;
-pub mod dns;
-pub mod headers;
-pub mod keygen;
+pub(crate) mod dns;
+pub(crate) mod headers;
 pub mod keys;
-pub mod metrics;
-pub mod mint;
+pub(crate) mod metrics;
 pub mod pool;
 pub mod proxy;
 pub(crate) mod reclaim;
@@ -44,5 +46,5 @@ pub mod throttle;
 pub mod tls;
 pub mod token;
 pub(crate) mod units;
-pub mod upgrade;
+pub(crate) mod upgrade;
 pub(crate) mod upstream;

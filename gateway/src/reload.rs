@@ -21,10 +21,8 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
-use crate::keys::WARN_BELOW_BITS;
-use crate::token::{
-    self, Authenticator, Keys, PayloadKey, PayloadPadding, SigningKey, TokenDigest,
-};
+use crate::keys::{FileDigest, WARN_BELOW_BITS};
+use crate::token::{Authenticator, Keys, PayloadKey, PayloadPadding, SigningKey};
 
 /// Default time a replaced signing key stays accepted.
 pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(600);
@@ -105,7 +103,7 @@ impl ReloadStats {
 /// (the file's text itself is wiped as soon as it is parsed).
 #[derive(Clone)]
 struct Loaded<K> {
-    digest: TokenDigest,
+    digest: FileDigest,
     key: K,
 }
 
@@ -166,9 +164,9 @@ pub struct KeyReloader {
 }
 
 /// The bytes of a key file, wiped when dropped, and their digest.
-fn read(path: &std::path::Path) -> Result<(Zeroizing<Vec<u8>>, TokenDigest), String> {
+fn read(path: &std::path::Path) -> Result<(Zeroizing<Vec<u8>>, FileDigest), String> {
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?);
-    let digest = token::digest(&bytes);
+    let digest = FileDigest::of(&bytes);
     Ok((bytes, digest))
 }
 

@@ -15,8 +15,8 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsFiles;
+use crate::keys::FileDigest;
 use crate::reload::{ReloadOutcome, Reloadable};
-use crate::token::{self, TokenDigest};
 
 /// Why a certificate or key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -42,13 +42,13 @@ pub enum TlsError {
 pub struct TlsState {
     files: TlsFiles,
     config: ArcSwap<ServerConfig>,
-    digest: Mutex<TokenDigest>,
+    digest: Mutex<FileDigest>,
     successes: IntCounter,
     failures: IntCounter,
     family: IntCounterVec,
 }
 
-fn read(files: &TlsFiles) -> Result<(ServerConfig, TokenDigest), TlsError> {
+fn read(files: &TlsFiles) -> Result<(ServerConfig, FileDigest), TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|iter| iter.collect())
         .map_err(|source| TlsError::Pem {
@@ -66,7 +66,7 @@ fn read(files: &TlsFiles) -> Result<(ServerConfig, TokenDigest), TlsError> {
         seen.extend_from_slice(cert.as_ref());
     }
     seen.extend_from_slice(key.secret_der());
-    let digest = token::digest(&seen);
+    let digest = FileDigest::of(&seen);
     let mut config = ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key)

@@ -487,8 +487,8 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keygen::{PAIRS, generate_pair};
-    use crate::mint::{MintMode, Minter};
+    use gateway_tooling::keygen::{PAIRS, generate_pair};
+    use gateway_tooling::mint::{MintMode, Minter};
 
     #[tokio::test]
     async fn cache_keys_are_digests_never_tokens() {

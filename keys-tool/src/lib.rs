@@ -1,7 +1,7 @@
 //! keys-tool's library: the gateway's verdict on a token ([`inspect`]), why a desktop address
-//! is refused ([`target`]) and small helpers. Key
-//! generation and minting live in the gateway library (`gateway::keygen`, `gateway::mint`),
-//! which `gateway demo` shares; the binary is a thin clap front end over both.
+//! is refused ([`target`]) and small helpers. Key generation and minting live in the
+//! gateway-tooling crate (`gateway_tooling::keygen`, `gateway_tooling::mint`), which
+//! `gateway demo` shares; the binary is a thin clap front end over both.
 
 pub mod inspect;
 pub mod target;

@@ -15,11 +15,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use gateway::keygen::{
+use gateway::token::{AuthConfig, PayloadPadding, TargetPolicy};
+use gateway_tooling::keygen::{
     self as generate, BITS_CHOICES, DEFAULT_BITS, DEFAULT_NAMESPACE, SECRETS_FILE,
 };
-use gateway::mint::{DEFAULT_LIFETIME_SECS, MintMode, Minter};
-use gateway::token::{AuthConfig, PayloadPadding, TargetPolicy};
+use gateway_tooling::mint::{DEFAULT_LIFETIME_SECS, MintMode, Minter};
 use keys_tool::inspect::{self, InspectOptions, Verdict};
 use keys_tool::{read_text, target, unix_now};
 

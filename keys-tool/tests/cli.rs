@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use base64::Engine as _;
-use gateway::keygen::PAIRS;
+use gateway_tooling::keygen::PAIRS;
 
 fn keys_tool(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_keys-tool"))
@@ -294,7 +294,7 @@ fn minted_token_is_accepted_by_inspect_and_by_pyjwt() {
     );
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../gateway/tests/interop/pyos.py"
+        "/../gateway-bin/tests/interop/pyos.py"
     );
     let py = Command::new("python3")
         .args([
@@ -609,7 +609,7 @@ fn inspect_invalid_target_names_the_flag_that_would_allow_it() {
 fn gen_help_lists_the_allowed_bits_and_what_kubectl_apply_does() {
     let dir = tempfile::tempdir().unwrap();
     let help = text(&keys_tool(&["gen", "--help"], dir.path()).stdout);
-    let bits = gateway::keygen::BITS_CHOICES
+    let bits = gateway_tooling::keygen::BITS_CHOICES
         .map(|b| b.to_string())
         .join(", ");
     assert!(

@@ -4,7 +4,7 @@
 //!   sends load to that one URL only, on keep-alive connections (one request in flight per
 //!   connection), for at most `--duration` (capped at one hour), and prints throughput,
 //!   p50/p90/p99/p999 latency and counts by status; `--json FILE` writes the same report.
-//! - `loadgen mint` pre-mints a pool of tokens (one a line) with `gateway::mint::Minter`.
+//! - `loadgen mint` pre-mints a pool of tokens (one a line) with `gateway_tooling::mint::Minter`.
 //! - `loadgen serve` is the bench upstream: a 23-byte answer, `?size=N` streams N zero bytes,
 //!   and an optional WebSocket echo port.
 //! - `loadgen hostile` holds many misbehaving connections (silent, slowloris, slow body, slow
@@ -29,7 +29,8 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::{SinkExt as _, StreamExt as _};
-use gateway::mint::{MintMode, Minter};
+use gateway_tooling::mint::{MintMode, Minter};
+use gateway_tooling::upstream::{self, Accepts};
 use hdrhistogram::Histogram;
 use http::{Request, Response};
 use http_body_util::{BodyExt as _, Either, Empty, Full};
@@ -929,7 +930,7 @@ fn size_param(query: Option<&str>) -> Option<u64> {
         .find_map(|kv| kv.strip_prefix("size=")?.parse().ok())
 }
 
-async fn answer(req: Request<Incoming>) -> Result<Response<ServeBody>, Infallible> {
+async fn answer(req: Request<Incoming>) -> Response<ServeBody> {
     let body = match size_param(req.uri().query()) {
         Some(n) => Either::Right(Zeros {
             left: n.min(1 << 40),
@@ -943,38 +944,17 @@ async fn answer(req: Request<Incoming>) -> Result<Response<ServeBody>, Infallibl
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain"),
     );
-    Ok(res)
+    res
 }
 
 /// Serves HTTP/1.1 keep-alive on `listener` until the task is dropped.
 pub async fn serve_http(listener: TcpListener) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), hyper::service::service_fn(answer))
-                .await;
-        });
-    }
+    upstream::serve_http(listener, Accepts::default(), answer).await;
 }
 
 /// WebSocket echo on `listener` (every data message is sent back) until the task is dropped.
 pub async fn serve_ws(listener: TcpListener) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(async move {
-            let Ok(mut ws) =
-                tokio_tungstenite::accept_async_with_config(stream, Some(ws_config())).await
-            else {
-                return;
-            };
-            while let Some(Ok(msg)) = ws.next().await {
-                if (msg.is_binary() || msg.is_text()) && ws.send(msg).await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
+    upstream::websocket_echo(listener, Accepts::default(), Some(ws_config()), |_| None).await;
 }
 
 /// `loadgen serve`: runs until SIGINT/SIGTERM or `max_time`.

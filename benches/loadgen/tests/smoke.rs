@@ -10,7 +10,7 @@ use clap::Parser as _;
 use gateway::config::{
     AbuseSection, AdminSection, AuthSection, FileConfig, KeysSection, LogConfig, UpstreamConfig,
 };
-use gateway::keygen::{self, PAIRS};
+use gateway_tooling::keygen::{self, PAIRS};
 use loadgen::{Cli, Command, Report};
 use serde_json::Value;
 use tokio::net::TcpListener;

@@ -4,7 +4,7 @@
 //! nginx does not match locations on the path the client wrote: it decodes percent-escapes,
 //! merges runs of `/` (`merge_slashes on`, its default) and resolves `.` and `..` segments,
 //! and it refuses with 400 what it cannot make sense of. This module does the same, byte for
-//! byte (checked against a real nginx by `tests/paths_nginx.rs`):
+//! byte (checked against a real nginx by `gateway-bin/tests/proxy/paths_nginx.rs`):
 //!
 //! - `%XY` (either case) is decoded, and the decoded byte is then treated as if the client had
 //!   written it, so `%2F` separates segments and `%2E%2E` climbs; except that a decoded `%`,
