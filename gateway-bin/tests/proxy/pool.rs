@@ -411,7 +411,7 @@ async fn nginx() -> Nginx {
         .unwrap()
         .port();
     let conf = format!(
-        "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+        "daemon off;\nmaster_process off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
          events {{ worker_connections 64; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n\
            server {{ listen 127.0.0.1:{port}; root {root}; keepalive_timeout 60s; }}\n}}\n",
