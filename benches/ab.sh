@@ -57,11 +57,7 @@ error_log $WORK/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
+$(nginx_temp_paths "$WORK/nginx")
     keepalive_requests 1000000;
     upstream up { server 127.0.0.1:$UP; keepalive 64; keepalive_requests 1000000; }
     server {
@@ -79,24 +75,7 @@ NGINX_PID=$!
 PIDS+=($NGINX_PID)
 
 start_gateway() { # binary port
-    cat >"$WORK/gateway-$2.toml" <<EOF
-listen = "127.0.0.1:$2"
-[keys]
-signing_public_key = "$K/abcdesktop_jwt_desktop_signing_public_key.pem"
-payload_private_key = "$K/abcdesktop_jwt_desktop_payload_private_key.pem"
-[auth]
-allow_loopback = true
-[limits]
-workers = 1
-[upstream]
-port_map = { "29786" = $UP }
-[admin]
-listen = "off"
-[shutdown]
-drain_delay = "0s"
-[log]
-access_log = false
-EOF
+    gateway_toml "$2" "$K" "\"29786\" = $UP" >"$WORK/gateway-$2.toml"
     taskset -c "$PROXY_CPU" "$1" --config "$WORK/gateway-$2.toml" >"$WORK/gateway-$2.log" 2>&1 &
     PIDS+=($!)
 }

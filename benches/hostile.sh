@@ -72,11 +72,7 @@ error_log $WORK/nginx-error.log crit;
 events { worker_connections 1024; }
 http {
     access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
+$(nginx_temp_paths "$WORK/nginx")
     upstream up { server 127.0.0.1:$UP; keepalive 64; }
     server {
         listen 127.0.0.1:$NGINX_PORT backlog=4096;
@@ -93,29 +89,8 @@ taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx.conf" &
 NGINX_PID=$!
 PIDS+=($NGINX_PID)
 
-gateway_conf() { # port h2c
-    cat <<EOF
-listen = "127.0.0.1:$1"
-[keys]
-signing_public_key = "$K/abcdesktop_jwt_desktop_signing_public_key.pem"
-payload_private_key = "$K/abcdesktop_jwt_desktop_payload_private_key.pem"
-[auth]
-allow_loopback = true
-[limits]
-workers = 1
-h2c = $2
-[upstream]
-port_map = { "29786" = $UP }
-[admin]
-listen = "off"
-[shutdown]
-drain_delay = "0s"
-[log]
-access_log = false
-EOF
-}
 start_gateway() { # port h2c
-    gateway_conf "$1" "$2" >"$WORK/gateway-$1.toml"
+    gateway_toml "$1" "$K" "\"29786\" = $UP" "h2c = $2" >"$WORK/gateway-$1.toml"
     taskset -c "$PROXY_CPU" "$BIN/gateway" --config "$WORK/gateway-$1.toml" \
         >"$WORK/gateway-$1.log" 2>&1 &
     PIDS+=($!)

@@ -1,4 +1,4 @@
-# benches/lib.sh: what compare.sh and hostile.sh share (sourced). A proxy pid equal to
+# benches/lib.sh: what compare.sh, hostile.sh and ab.sh share (sourced). A proxy pid equal to
 # NGINX_PID (set by the caller once nginx runs) stands for nginx's master and its workers.
 #   PIDS+=(pid)       processes killed on exit (TERM, then KILL)
 #   log TEXT          a timestamped line on stderr
@@ -6,6 +6,8 @@
 #   proc_pids PID     PID, or nginx's master and workers
 #   cpu_ticks PID     user + system clock ticks of those processes
 #   rss_kb PID        their resident memory, KiB
+#   gateway_toml PORT KEYDIR PORT_MAP [LIMITS]   a bench gateway's configuration (stdout)
+#   nginx_temp_paths DIR                          nginx's temporary paths under DIR (stdout)
 PIDS=()
 bench_cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -25,3 +27,30 @@ wait_port() {
 proc_pids() { if [ "$1" = "${NGINX_PID:-}" ]; then echo "$1" $(ps -o pid= --ppid "$1"); else echo "$1"; fi; }
 cpu_ticks() { local t=0; for p in $(proc_pids "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 rss_kb() { local t=0; for p in $(proc_pids "$1"); do t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$t"; }
+# One worker thread, no admin listener, no drain delay, no access log; PORT_MAP is the inside
+# of the TOML inline table, LIMITS extra lines for [limits].
+gateway_toml() {
+    cat <<EOF
+listen = "127.0.0.1:$1"
+[keys]
+signing_public_key = "$2/abcdesktop_jwt_desktop_signing_public_key.pem"
+payload_private_key = "$2/abcdesktop_jwt_desktop_payload_private_key.pem"
+[auth]
+allow_loopback = true
+[limits]
+workers = 1
+${4:-}
+[upstream]
+port_map = { $3 }
+[admin]
+listen = "off"
+[shutdown]
+drain_delay = "0s"
+[log]
+access_log = false
+EOF
+}
+nginx_temp_paths() {
+    local t
+    for t in client_body proxy fastcgi uwsgi scgi; do echo "    ${t}_temp_path $1/$t;"; done
+}

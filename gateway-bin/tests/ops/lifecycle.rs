@@ -203,10 +203,31 @@ async fn an_idle_h2_connection_gets_a_goaway_and_a_busy_stream_outlives_pings() 
 
 /// An upstream that answers every request with `chunks` one-byte chunks, `every` apart.
 async fn slow_upstream(chunks: usize, every: Duration) -> u16 {
+    scripted_upstream(move |mut conn, _| async move {
+        let start = format!("HTTP/1.1 200 OK\r\ncontent-length: {chunks}\r\n\r\n");
+        let _ = conn.write_all(start.as_bytes()).await;
+        for _ in 0..chunks {
+            tokio::time::sleep(every).await;
+            if conn.write_all(b"x").await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+}
+
+/// A raw-TCP upstream: reads each connection's request head, then lets `answer` have the
+/// connection and the head's first line.
+async fn scripted_upstream<F, A>(answer: F) -> u16
+where
+    F: Fn(TcpStream, String) -> A + Clone + Send + 'static,
+    A: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut byte = [0u8; 1];
@@ -216,14 +237,12 @@ async fn slow_upstream(chunks: usize, every: Duration) -> u16 {
                     }
                     head.push(byte[0]);
                 }
-                let start = format!("HTTP/1.1 200 OK\r\ncontent-length: {chunks}\r\n\r\n");
-                let _ = conn.write_all(start.as_bytes()).await;
-                for _ in 0..chunks {
-                    tokio::time::sleep(every).await;
-                    if conn.write_all(b"x").await.is_err() {
-                        return;
-                    }
-                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                answer(conn, line).await;
             });
         }
     });
@@ -519,51 +538,32 @@ async fn out_of_connections_the_ones_waiting_longest_go_first_and_a_new_client_i
 /// A scripted desktop: `…slow…` answers after 4 s (a long poll), `…big…` sends 64 MiB as
 /// fast as it is taken, anything else is read to its end and answered.
 async fn scripted_desktop() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if conn.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
+    scripted_upstream(|mut conn, line| async move {
+        if line.contains("slow") {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow")
+                .await;
+        } else if line.contains("big") {
+            let size = 64usize << 20;
+            let start = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n");
+            let _ = conn.write_all(start.as_bytes()).await;
+            let chunk = vec![0u8; 64 * 1024];
+            for _ in 0..size / chunk.len() {
+                if conn.write_all(&chunk).await.is_err() {
+                    return;
                 }
-                let line = String::from_utf8_lossy(&head)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned();
-                if line.contains("slow") {
-                    tokio::time::sleep(Duration::from_secs(4)).await;
-                    let _ = conn
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow")
-                        .await;
-                } else if line.contains("big") {
-                    let size = 64usize << 20;
-                    let start = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n");
-                    let _ = conn.write_all(start.as_bytes()).await;
-                    let chunk = vec![0u8; 64 * 1024];
-                    for _ in 0..size / chunk.len() {
-                        if conn.write_all(&chunk).await.is_err() {
-                            return;
-                        }
-                    }
-                } else {
-                    let mut sink = [0u8; 4096];
-                    while conn.read(&mut sink).await.unwrap_or(0) > 0 {}
-                    let _ = conn
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ngot")
-                        .await;
-                }
-                let _ = conn.shutdown().await;
-            });
+            }
+        } else {
+            let mut sink = [0u8; 4096];
+            while conn.read(&mut sink).await.unwrap_or(0) > 0 {}
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ngot")
+                .await;
         }
-    });
-    port
+        let _ = conn.shutdown().await;
+    })
+    .await
 }
 
 #[tokio::test]
