@@ -34,7 +34,7 @@ pub(crate) mod dns;
 pub(crate) mod headers;
 pub mod keys;
 pub(crate) mod metrics;
-pub mod pool;
+pub(crate) mod pool;
 pub mod proxy;
 pub(crate) mod reclaim;
 pub mod reload;

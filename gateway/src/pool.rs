@@ -36,33 +36,15 @@ use crate::respond::Body;
 /// chunks of at most this size (hyper's default is about 400 KiB; see the memory budget).
 const UPSTREAM_BUFFER: usize = 16 * 1024;
 
-/// Where an upstream request goes: an address, or a `host:port` still to be resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Dest {
-    /// A socket address (a desktop pod, a service given by IP).
-    Addr(SocketAddr),
-    /// `host:port` with a DNS name, resolved by the system resolver on each new connection.
-    Name(Arc<str>),
-}
+/// Where an upstream request goes: a resolved address (names are resolved before, by the one
+/// resolver of [`crate::dns`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Dest(pub SocketAddr);
 
 impl Dest {
-    /// `host:port` as an address when it is one, else as a name.
-    pub fn from_authority(authority: &str) -> Self {
-        match authority.parse() {
-            Ok(addr) => Dest::Addr(addr),
-            Err(_) => Dest::Name(authority.into()),
-        }
-    }
-
     /// Opens a TCP connection (no Nagle) within `timeout`.
     pub async fn connect(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
-        let connecting = async {
-            match self {
-                Dest::Addr(addr) => TcpStream::connect(addr).await,
-                Dest::Name(name) => TcpStream::connect(&**name).await,
-            }
-        };
-        let stream = tokio::time::timeout(timeout, connecting)
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(self.0))
             .await
             .map_err(|_| ConnectError::TimedOut)?
             .map_err(ConnectError::Io)?;
@@ -73,10 +55,7 @@ impl Dest {
 
 impl fmt::Display for Dest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Dest::Addr(addr) => addr.fmt(f),
-            Dest::Name(name) => f.write_str(name),
-        }
+        self.0.fmt(f)
     }
 }
 

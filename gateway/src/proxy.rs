@@ -299,7 +299,7 @@ impl Gateway {
             Ok(plan) => plan,
             Err(res) => return res,
         };
-        outcome.upstream = Some(plan.dial.clone());
+        outcome.upstream = Some(plan.dial);
 
         let upgrade = if route.websocket {
             headers::upgrade_request(req.headers())
@@ -448,21 +448,21 @@ impl Gateway {
                 let dial_port = self.config.upstream.dial_port(port);
                 let dial = match &target {
                     Target::Name(name) => match self.dns.resolve(name).await {
-                        Ok(ip) => Dest::Addr(SocketAddr::new(ip, dial_port)),
+                        Ok(ip) => Dest(SocketAddr::new(ip, dial_port)),
                         Err(e) => {
                             warn!(route = %route.name, target = %name, error = %e, "desktop name did not resolve");
                             self.metrics.upstream_error(&route.name, "dns");
                             return Err(respond::bad_gateway());
                         }
                     },
-                    Target::Ip(ip) => Dest::Addr(SocketAddr::new(*ip, dial_port)),
+                    Target::Ip(ip) => Dest(SocketAddr::new(*ip, dial_port)),
                 };
                 (target.authority(port), dial)
             }
             Upstream::Service(name) => {
                 let svc = self.service(name);
                 let dial = match self.dns.resolve_service(&svc.host).await {
-                    Ok(ip) => Dest::Addr(SocketAddr::new(ip, svc.port)),
+                    Ok(ip) => Dest(SocketAddr::new(ip, svc.port)),
                     Err(e) => {
                         warn!(route = %route.name, service = %svc.host, error = %e, "service name did not resolve");
                         // Counted as before the shared resolver, when the name was resolved

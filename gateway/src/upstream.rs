@@ -115,7 +115,7 @@ impl Executor<'_> {
     /// a tunnel's `101`, or the failure's response.
     pub(crate) async fn execute(self, exchange: Exchange<'_>) -> Response<Body> {
         let route = exchange.route;
-        let dest = exchange.dest.clone();
+        let dest = exchange.dest;
         match self.run(exchange).await {
             Ok(res) => res,
             Err(failure) => failure.respond(route, &dest, self.metrics),
@@ -216,7 +216,7 @@ impl Executor<'_> {
             let sending = sender.try_send_request(request);
             match tokio::time::timeout(route.read_timeout, sending).await {
                 Err(_) => return Err(Failure::Timeout),
-                Ok(Ok(res)) => return Ok((res, Some(self.pool.back(dest.clone(), sender)))),
+                Ok(Ok(res)) => return Ok((res, Some(self.pool.back(*dest, sender)))),
                 Ok(Err(mut e)) => match e.take_message() {
                     // Not written: the upstream had closed the connection meanwhile.
                     Some(unsent) if reused => {
