@@ -42,7 +42,7 @@ use crate::config::Limits;
 use crate::deadline::WriteDeadline;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Peer};
-use crate::reclaim::{Ask, ClientWait};
+use crate::reclaim::{ClientWait, Reclaim, Registered, Waiting};
 use crate::respond::{Body, BoxError};
 
 /// How long a connection told to go away (idle HTTP/2, shutdown) may take to do so before
@@ -202,8 +202,9 @@ pub(crate) struct Activity {
     idle_since: AtomicU64,
     /// When the first byte of the next head arrived (HTTP/1, nothing in flight), or NEVER.
     head_started: AtomicU64,
-    /// Whether a request came as HTTP/2 (the protocol of a sniffed connection): its bytes
-    /// between requests are frames (PING answers, ...), not the start of a head.
+    /// Whether the connection speaks HTTP/2 (by ALPN, or a sniffed one's first request came
+    /// as HTTP/2): its bytes between requests are frames (PING answers, ...), not the start
+    /// of a head.
     h2: AtomicBool,
     /// Whether the request in flight waits on its client: what [`crate::reclaim`] looks at.
     client_wait: Arc<ClientWait>,
@@ -221,23 +222,6 @@ impl Activity {
             h2: AtomicBool::new(false),
             client_wait: ClientWait::new(opened),
         })
-    }
-
-    /// How long this connection has kept the gateway waiting for its client with nothing
-    /// else in progress, or `None` when it may not be asked to go (see [`crate::reclaim`]).
-    fn waited(&self, protocol: Protocol) -> Option<Duration> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            if protocol == Protocol::Http2 || self.h2.load(Ordering::Relaxed) {
-                return None;
-            }
-            return self.client_wait.waited();
-        }
-        let since = if self.requests.load(Ordering::Relaxed) == 0 {
-            0
-        } else {
-            self.idle_since.load(Ordering::Relaxed)
-        };
-        Some(Duration::from_millis(self.millis().saturating_sub(since)))
     }
 
     fn millis(&self) -> u64 {
@@ -286,6 +270,25 @@ impl Activity {
         }
         let idle = self.at(self.idle_since.load(Ordering::Relaxed)) + limits.keepalive_timeout;
         Some((idle, "keepalive_timeout"))
+    }
+}
+
+impl Waiting for Activity {
+    /// How long this connection has kept the gateway waiting for its client with nothing
+    /// else in progress, or `None` when it may not be told to go (see [`crate::reclaim`]).
+    fn waited(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            if self.h2.load(Ordering::Relaxed) {
+                return None;
+            }
+            return self.client_wait.waited();
+        }
+        let since = if self.requests.load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            self.idle_since.load(Ordering::Relaxed)
+        };
+        Some(Duration::from_millis(self.millis().saturating_sub(since)))
     }
 }
 
@@ -425,8 +428,9 @@ pub(crate) struct ConnectionContext {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Dropped when the connection's HTTP life ends (the server waits for all of them).
     pub(crate) _alive: mpsc::Sender<()>,
-    /// Requests to go when the gateway is out of connections ([`crate::reclaim`]).
-    pub(crate) reclaim: watch::Receiver<Ask>,
+    /// The registry that tells connections to go when the gateway is out of them
+    /// ([`crate::reclaim`]).
+    pub(crate) reclaim: Arc<Reclaim>,
 }
 
 /// Serves one accepted socket to its end: TLS handshake when configured, then HTTP/1 or
@@ -444,6 +448,7 @@ pub(crate) async fn serve(
         activity: activity.clone(),
         _held: held,
     };
+    let registered = context.reclaim.register(activity.clone());
     let span = debug_span!("conn", %peer);
     async move {
         match context.tls.clone() {
@@ -453,18 +458,29 @@ pub(crate) async fn serve(
                 } else {
                     Protocol::Http1
                 };
-                serve_http(&context, io, protocol, peer, activity).await;
+                serve_http(&context, io, protocol, peer, &activity, &registered).await;
             }
             Some(acceptor) => {
                 // The handshake counts against the first head's deadline.
                 let deadline = activity.opened + limits.header_read_timeout;
-                match tokio::time::timeout_at(deadline, acceptor.accept(io)).await {
+                let handshake = tokio::select! {
+                    done = tokio::time::timeout_at(deadline, acceptor.accept(io)) => done,
+                    () = registered.told_to_go() => {
+                        debug!("out of connections: a TLS handshake that kept the gateway waiting longest; closing");
+                        context.gateway.metrics().client_closed("reclaimed");
+                        return;
+                    }
+                };
+                match handshake {
                     Ok(Ok(tls)) => {
                         let protocol = match tls.get_ref().1.alpn_protocol() {
-                            Some(b"h2") => Protocol::Http2,
+                            Some(b"h2") => {
+                                activity.h2.store(true, Ordering::Relaxed);
+                                Protocol::Http2
+                            }
                             _ => Protocol::Http1,
                         };
-                        serve_http(&context, tls, protocol, peer, activity).await;
+                        serve_http(&context, tls, protocol, peer, &activity, &registered).await;
                     }
                     Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
                     Err(_) => debug!("TLS handshake timed out"),
@@ -481,7 +497,8 @@ async fn serve_http<I>(
     io: I,
     protocol: Protocol,
     peer: SocketAddr,
-    activity: Arc<Activity>,
+    activity: &Arc<Activity>,
+    registered: &Registered,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -516,11 +533,11 @@ async fn serve_http<I>(
     let shutdown = context.shutdown.clone();
     let watch = Watch {
         protocol,
-        activity: &activity,
+        activity,
         limits: &protocols.limits,
         metrics,
         shutdown,
-        reclaim: context.reclaim.clone(),
+        registered,
     };
     match protocol {
         Protocol::Http1 => {
@@ -600,13 +617,13 @@ struct Watch<'c> {
     limits: &'c Limits,
     metrics: &'c Metrics,
     shutdown: watch::Receiver<bool>,
-    reclaim: watch::Receiver<Ask>,
+    registered: &'c Registered,
 }
 
 /// Runs `conn` to its end under the watchdog: a client that keeps it waiting past the
 /// current phase's deadline is closed (HTTP/1) or sent a GOAWAY (HTTP/2, then closed after
-/// [`GOAWAY_GRACE`]); at shutdown it finishes what is in flight; asked to go while the
-/// gateway is out of connections, it goes if it qualifies ([`crate::reclaim`]).
+/// [`GOAWAY_GRACE`]); at shutdown it finishes what is in flight; told to go while the
+/// gateway is out of connections, it goes if it still qualifies ([`crate::reclaim`]).
 async fn drive<C: Served>(conn: C, watch: Watch<'_>) {
     let Watch {
         protocol,
@@ -614,10 +631,9 @@ async fn drive<C: Served>(conn: C, watch: Watch<'_>) {
         limits,
         metrics,
         mut shutdown,
-        mut reclaim,
+        registered,
     } = watch;
     tokio::pin!(conn);
-    let mut listening = true;
     // Set once the connection was told to finish: it is closed at this time if still open.
     let mut finishing: Option<Instant> = None;
     let mut shutdown_seen = false;
@@ -637,19 +653,10 @@ async fn drive<C: Served>(conn: C, watch: Watch<'_>) {
                 }
                 return;
             }
-            asked = reclaim.changed(), if listening && finishing.is_none() => {
-                if asked.is_err() {
-                    listening = false;
-                    continue;
-                }
-                let older_than = reclaim.borrow_and_update().older_than;
-                if activity.waited(protocol).is_some_and(|waited| waited >= older_than)
-                    && reclaim.borrow().take()
-                {
-                    debug!("out of connections: this one kept the gateway waiting longest; closing");
-                    metrics.client_closed("reclaimed");
-                    return;
-                }
+            () = registered.told_to_go(), if finishing.is_none() => {
+                debug!("out of connections: this one kept the gateway waiting longest; closing");
+                metrics.client_closed("reclaimed");
+                return;
             }
             changed = shutdown.wait_for(|stop| *stop), if !shutdown_seen => {
                 shutdown_seen = true;

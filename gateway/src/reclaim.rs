@@ -1,33 +1,37 @@
-//! What the gateway does when it is out of connections and another client knocks: it asks
+//! What the gateway does when it is out of connections and another client knocks: it tells
 //! the connections that only make it wait to go, the ones that have kept it waiting longest
 //! first, a batch at a time.
 //!
-//! A connection can be asked to go when nothing it owes the gateway is in progress
-//! elsewhere:
-//! - no request in flight: not yet a complete first head (silent, slow head, an HTTP/2
-//!   preface and nothing after it), idle keep-alive, an HTTP/2 connection with no open
-//!   stream; its age counts from accept or from the end of its last request;
+//! A connection can be told to go when nothing it owes the gateway is in progress elsewhere:
+//! - no request in flight: a TLS handshake or a first head that does not come (silent, slow
+//!   head, an HTTP/2 preface and nothing after it), idle keep-alive, an HTTP/2 connection
+//!   with no open stream; its age counts from accept or from the end of its last request;
 //! - an HTTP/1 request in flight that waits on its client: a request body that does not come,
 //!   a response the client does not read; its age counts from the start of that wait.
 //!
-//! Never asked: a request waiting on its upstream (a long poll is not the client's fault), an
+//! Never told: a request waiting on its upstream (a long poll is not the client's fault), an
 //! HTTP/2 connection with an open stream, a WebSocket tunnel.
 //!
 //! nginx does the first kind only (its "reusable" connections: idle keep-alive and those that
-//! have sent nothing yet), 32 at a time, oldest first. Here a request, ladder rung by rung,
-//! names the youngest age it may close ([`LADDER`]), so the oldest go first; a connection must
-//! have waited at least the last rung (one second) to be closed this way, so an active client
-//! is never taken for an idle one.
+//! have sent nothing yet), 32 at a time, oldest first. Here every connection is in one
+//! registry ([`Reclaim::register`]); out of connections, the accept loop reads the age of
+//! each (a few atomic loads, no wake-up) and tells only the chosen ones: those in the oldest
+//! band of [`LADDER`] that has any, at most [`BATCH`], so younger connections stay while older
+//! ones suffice. A connection must have waited at least the last band (one second) to be
+//! chosen, so an active client is never taken for an idle one; told, it looks at itself again
+//! and stays if a request began meanwhile.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::warn;
 
-/// The ages a request may name, oldest first: each round that frees nothing goes one lower.
+/// The age bands, oldest first: the connections told to go are those in the oldest band that
+/// has any. The last is the least a connection must have waited.
 pub(crate) const LADDER: [Duration; 7] = [
     Duration::from_secs(64),
     Duration::from_secs(32),
@@ -37,93 +41,168 @@ pub(crate) const LADDER: [Duration; 7] = [
     Duration::from_secs(2),
     Duration::from_secs(1),
 ];
-/// At most this many connections go per request (nginx: 32).
+/// The least a connection must have waited to be told to go.
+const LEAST_WAIT: Duration = LADDER[LADDER.len() - 1];
+/// At most this many connections are told per round (nginx: 32).
 const BATCH: usize = 32;
-/// How long one round waits for a connection to go before the next rung.
+/// How long a round that told some connections waits for one of them to go.
 const ROUND: Duration = Duration::from_millis(10);
-/// The longest round, at the last rung.
+/// The longest pause between two rounds that found nobody to tell.
 const LAST_ROUND: Duration = Duration::from_secs(1);
 /// At most one warning this often while the gateway is out of connections.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// One request to the connections: those that have waited at least `older_than` may go, as
-/// long as `budget` lasts.
-#[derive(Debug, Clone)]
-pub(crate) struct Ask {
-    pub(crate) older_than: Duration,
-    budget: Arc<AtomicUsize>,
+/// What the registry asks of a connection: how long it has kept the gateway waiting with
+/// nothing else in progress, or `None` when it may not be told to go.
+pub(crate) trait Waiting: Send + Sync {
+    fn waited(&self) -> Option<Duration>;
 }
 
-impl Ask {
-    /// Takes one place in this request's batch; false once the batch is full.
-    pub(crate) fn take(&self) -> bool {
-        self.budget
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
-                left.checked_sub(1)
-            })
-            .is_ok()
+/// Every open connection, and the accept loop's way to tell some of them to go.
+pub(crate) struct Reclaim {
+    live: Mutex<HashMap<u64, Live>>,
+    next_id: AtomicU64,
+    last_warning: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Reclaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reclaim")
+            .field("live", &self.lock().len())
+            .finish_non_exhaustive()
     }
 }
 
-/// The accept loop's side: it sends requests, every connection listens.
-#[derive(Debug)]
-pub(crate) struct Reclaim {
-    asks: watch::Sender<Ask>,
-    /// The rung to start from next time (where the last request found connections to close).
-    rung: AtomicUsize,
-    last_warning: std::sync::Mutex<Option<Instant>>,
+struct Live {
+    waiting: Arc<dyn Waiting>,
+    told: Arc<Notify>,
+}
+
+/// One connection's place in the registry; leaves it on drop.
+pub(crate) struct Registered {
+    reclaim: Arc<Reclaim>,
+    id: u64,
+    waiting: Arc<dyn Waiting>,
+    told: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Registered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registered").field("id", &self.id).finish()
+    }
+}
+
+impl Registered {
+    /// Completes when the connection was told to go and, looking at itself again, still
+    /// qualifies (a request may have begun since it was chosen).
+    pub(crate) async fn told_to_go(&self) {
+        loop {
+            self.told.notified().await;
+            if self.waiting.waited().is_some_and(|w| w >= LEAST_WAIT) {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.reclaim.lock().remove(&self.id);
+    }
 }
 
 impl Reclaim {
     pub(crate) fn new() -> Arc<Self> {
-        let first = Ask {
-            older_than: Duration::MAX,
-            budget: Arc::new(AtomicUsize::new(0)),
-        };
         Arc::new(Reclaim {
-            asks: watch::Sender::new(first),
-            rung: AtomicUsize::new(0),
-            last_warning: std::sync::Mutex::new(None),
+            live: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            last_warning: Mutex::new(None),
         })
     }
 
-    /// A connection's ear for requests; it hears only those sent after this call.
-    pub(crate) fn listen(&self) -> watch::Receiver<Ask> {
-        self.asks.subscribe()
+    /// Enters a connection in the registry for as long as the returned place lives.
+    pub(crate) fn register(self: &Arc<Self>, waiting: Arc<dyn Waiting>) -> Registered {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let told = Arc::new(Notify::new());
+        self.lock().insert(
+            id,
+            Live {
+                waiting: waiting.clone(),
+                told: told.clone(),
+            },
+        );
+        Registered {
+            reclaim: self.clone(),
+            id,
+            waiting,
+            told,
+        }
     }
 
-    /// A connection permit when there is none free: asks the connections that keep the
-    /// gateway waiting to go, rung by rung, until one does (`None` if the permits closed).
+    /// A connection permit when there is none free: tells the connections that keep the
+    /// gateway waiting longest to go, round by round, until one does (`None` if the permits
+    /// closed).
     pub(crate) async fn permit(&self, permits: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
         self.warn_now_and_then(permits);
-        let mut rung = self.rung.load(Ordering::Relaxed).min(LADDER.len() - 1);
-        let mut round = ROUND;
+        let mut pause = ROUND;
         loop {
-            self.asks.send_replace(Ask {
-                older_than: LADDER[rung],
-                budget: Arc::new(AtomicUsize::new(BATCH)),
-            });
-            match tokio::time::timeout(round, permits.clone().acquire_owned()).await {
-                Ok(Ok(permit)) => {
-                    // Next time start one rung older: younger connections than needed
-                    // should not go while older ones would do.
-                    self.rung.store(rung.saturating_sub(1), Ordering::Relaxed);
-                    return Some(permit);
-                }
+            let wait = if self.tell_oldest() > 0 {
+                pause = ROUND;
+                ROUND
+            } else {
+                // Nobody qualifies (every slot a tunnel, a request waiting on its upstream,
+                // or younger than a second): look again less and less often.
+                let wait = pause;
+                pause = (pause * 2).min(LAST_ROUND);
+                wait
+            };
+            match tokio::time::timeout(wait, permits.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => return Some(permit),
                 Ok(Err(_)) => return None,
-                // At the last rung, ask less and less often (nothing may qualify for long:
-                // every slot a tunnel or a request waiting on its upstream).
-                Err(_) if rung == LADDER.len() - 1 => round = (round * 2).min(LAST_ROUND),
-                Err(_) => rung += 1,
+                Err(_) => {}
             }
         }
+    }
+
+    /// Tells the connections in the oldest band that has any (at most [`BATCH`], oldest
+    /// first) to go; returns how many were told.
+    fn tell_oldest(&self) -> usize {
+        let live = self.lock();
+        let mut ages: Vec<(Duration, &Arc<Notify>)> = live
+            .values()
+            .filter_map(|l| {
+                let waited = l.waiting.waited()?;
+                (waited >= LEAST_WAIT).then_some((waited, &l.told))
+            })
+            .collect();
+        let Some(oldest) = ages.iter().map(|(age, _)| *age).max() else {
+            return 0;
+        };
+        let band = LADDER
+            .iter()
+            .copied()
+            .find(|&band| band <= oldest)
+            .unwrap_or(LEAST_WAIT);
+        ages.retain(|(age, _)| *age >= band);
+        if ages.len() > BATCH {
+            ages.select_nth_unstable_by(BATCH - 1, |a, b| b.0.cmp(&a.0));
+            ages.truncate(BATCH);
+        }
+        for (_, told) in &ages {
+            told.notify_one();
+        }
+        ages.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Live>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn warn_now_and_then(&self, permits: &Semaphore) {
         let mut last = self
             .last_warning
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
             *last = Some(Instant::now());
             warn!(
@@ -143,14 +222,14 @@ const NOT_WAITING: u64 = u64::MAX;
 pub(crate) struct ClientWait {
     epoch: Instant,
     /// Milliseconds since `epoch`, or [`NOT_WAITING`].
-    since: std::sync::atomic::AtomicU64,
+    since: AtomicU64,
 }
 
 impl ClientWait {
     pub(crate) fn new(epoch: Instant) -> Arc<Self> {
         Arc::new(ClientWait {
             epoch,
-            since: std::sync::atomic::AtomicU64::new(NOT_WAITING),
+            since: AtomicU64::new(NOT_WAITING),
         })
     }
 

@@ -274,7 +274,7 @@ impl WorkerContext {
                 worker: self.worker,
                 shutdown: self.shutdown.clone(),
                 _alive: alive,
-                reclaim: self.reclaim.listen(),
+                reclaim: self.reclaim.clone(),
             };
             tokio::spawn(connection::serve(context, stream, peer, held));
         }

@@ -248,3 +248,46 @@ async fn a_client_silent_after_the_tls_handshake_is_closed_at_the_head_deadline(
     .await;
     assert!(read.is_ok(), "silent TLS connection still open");
 }
+
+#[tokio::test]
+async fn out_of_connections_a_stalled_tls_handshake_goes_and_a_new_client_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path());
+    make_leaf(dir.path(), "only");
+    let mut file = file_config(Default::default());
+    file.tls = TlsSection {
+        cert: Some(dir.path().join("only.crt")),
+        key: Some(dir.path().join("only.key")),
+    };
+    file.limits.max_connections = 2;
+    file.limits.header_read_timeout = Duration::from_secs(60);
+    let running = spawn_run(file).await;
+    let roots = [cert(dir.path(), "ca")];
+    // Both slots taken by sockets that never start their handshake; the first for longer.
+    let mut stalled = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let _younger = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+
+    let served = tokio::time::timeout(Duration::from_secs(10), async {
+        let (tls, _, _) = connect(running.addr, &roots).await;
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        h2_get(&mut sender, "/healthz").await
+    })
+    .await;
+    assert_eq!(
+        served.map(|(status, _)| status).ok(),
+        Some(200),
+        "a new client waited behind a stalled handshake"
+    );
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::io::AsyncReadExt::read_to_end(&mut stalled, &mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "the stalled handshake kept its slot");
+}
