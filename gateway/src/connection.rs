@@ -42,7 +42,7 @@ use crate::config::Limits;
 use crate::deadline::WriteDeadline;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Peer};
-use crate::reclaim::{ClientWait, Reclaim, Registered, Waiting};
+use crate::reclaim::{ClientWait, Reclaim, Registered, Waited, Waiting};
 use crate::respond::{Body, BoxError};
 
 /// How long a connection told to go away (idle HTTP/2, shutdown) may take to do so before
@@ -276,19 +276,21 @@ impl Activity {
 impl Waiting for Activity {
     /// How long this connection has kept the gateway waiting for its client with nothing
     /// else in progress, or `None` when it may not be told to go (see [`crate::reclaim`]).
-    fn waited(&self) -> Option<Duration> {
+    fn waited(&self) -> Option<Waited> {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
             if self.h2.load(Ordering::Relaxed) {
                 return None;
             }
-            return self.client_wait.waited();
+            return self.client_wait.waited().map(Waited::MidRequest);
         }
         let since = if self.requests.load(Ordering::Relaxed) == 0 {
             0
         } else {
             self.idle_since.load(Ordering::Relaxed)
         };
-        Some(Duration::from_millis(self.millis().saturating_sub(since)))
+        Some(Waited::Idle(Duration::from_millis(
+            self.millis().saturating_sub(since),
+        )))
     }
 }
 

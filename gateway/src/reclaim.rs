@@ -17,9 +17,12 @@
 //! registry ([`Reclaim::register`]); out of connections, the accept loop reads the age of
 //! each (a few atomic loads, no wake-up) and tells only the chosen ones: those in the oldest
 //! band of [`LADDER`] that has any, at most [`BATCH`], so younger connections stay while older
-//! ones suffice. A connection must have waited at least the last band (one second) to be
-//! chosen, so an active client is never taken for an idle one; told, it looks at itself again
-//! and stays if a request began meanwhile.
+//! ones suffice. A connection must have waited a least time to be chosen: a tenth of a second
+//! with no request in flight (nginx has no such floor: its reusable connections go however
+//! young, which keeps new clients coming in while hostile ones reconnect as fast as they are
+//! closed), one second for a request that waits on its client (closing one loses a response
+//! or an upload, so a slow link's pause must not count). Told, a connection looks at itself
+//! again and stays if a request began meanwhile.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,8 +34,8 @@ use tokio::time::Instant;
 use tracing::warn;
 
 /// The age bands, oldest first: the connections told to go are those in the oldest band that
-/// has any. The last is the least a connection must have waited.
-pub(crate) const LADDER: [Duration; 7] = [
+/// has any.
+pub(crate) const LADDER: [Duration; 10] = [
     Duration::from_secs(64),
     Duration::from_secs(32),
     Duration::from_secs(16),
@@ -40,9 +43,14 @@ pub(crate) const LADDER: [Duration; 7] = [
     Duration::from_secs(4),
     Duration::from_secs(2),
     Duration::from_secs(1),
+    Duration::from_millis(500),
+    Duration::from_millis(250),
+    Duration::from_millis(100),
 ];
-/// The least a connection must have waited to be told to go.
-const LEAST_WAIT: Duration = LADDER[LADDER.len() - 1];
+/// The least a connection with no request in flight must have waited to be told to go.
+const LEAST_IDLE: Duration = LADDER[LADDER.len() - 1];
+/// The least a request that waits on its client must have waited.
+const LEAST_MID_REQUEST: Duration = Duration::from_secs(1);
 /// At most this many connections are told per round (nginx: 32).
 const BATCH: usize = 32;
 /// How long a round that told some connections waits for one of them to go.
@@ -55,7 +63,26 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// What the registry asks of a connection: how long it has kept the gateway waiting with
 /// nothing else in progress, or `None` when it may not be told to go.
 pub(crate) trait Waiting: Send + Sync {
-    fn waited(&self) -> Option<Duration>;
+    fn waited(&self) -> Option<Waited>;
+}
+
+/// How long a connection has kept the gateway waiting, and on what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// No request in flight, for this long.
+    Idle(Duration),
+    /// A request in flight waits on its client, for this long.
+    MidRequest(Duration),
+}
+
+impl Waited {
+    /// Its age, when it is at least the least for its kind.
+    fn qualifying(self) -> Option<Duration> {
+        match self {
+            Waited::Idle(age) => (age >= LEAST_IDLE).then_some(age),
+            Waited::MidRequest(age) => (age >= LEAST_MID_REQUEST).then_some(age),
+        }
+    }
 }
 
 /// Every open connection, and the accept loop's way to tell some of them to go.
@@ -98,7 +125,7 @@ impl Registered {
     pub(crate) async fn told_to_go(&self) {
         loop {
             self.told.notified().await;
-            if self.waiting.waited().is_some_and(|w| w >= LEAST_WAIT) {
+            if self.waiting.waited().and_then(Waited::qualifying).is_some() {
                 return;
             }
         }
@@ -171,8 +198,8 @@ impl Reclaim {
         let mut ages: Vec<(Duration, &Arc<Notify>)> = live
             .values()
             .filter_map(|l| {
-                let waited = l.waiting.waited()?;
-                (waited >= LEAST_WAIT).then_some((waited, &l.told))
+                let age = l.waiting.waited()?.qualifying()?;
+                Some((age, &l.told))
             })
             .collect();
         let Some(oldest) = ages.iter().map(|(age, _)| *age).max() else {
@@ -182,7 +209,7 @@ impl Reclaim {
             .iter()
             .copied()
             .find(|&band| band <= oldest)
-            .unwrap_or(LEAST_WAIT);
+            .unwrap_or(LEAST_IDLE);
         ages.retain(|(age, _)| *age >= band);
         if ages.len() > BATCH {
             ages.select_nth_unstable_by(BATCH - 1, |a, b| b.0.cmp(&a.0));

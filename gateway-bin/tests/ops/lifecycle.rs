@@ -535,6 +535,37 @@ async fn out_of_connections_the_ones_waiting_longest_go_first_and_a_new_client_i
     );
 }
 
+#[tokio::test]
+async fn out_of_connections_a_keep_alive_client_pausing_between_requests_yields_its_slot() {
+    let mut file = file_config(Default::default());
+    file.limits.max_connections = 1;
+    file.limits.keepalive_timeout = Duration::from_secs(60);
+    let gw = spawn_gateway(file).await;
+    // The only slot: a client that asks again every 600 ms, never idle for a second.
+    let mut busy = idle_keep_alive(&gw).await;
+    let pausing = tokio::spawn(async move {
+        let mut buf = [0u8; 1024];
+        loop {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let sent = busy
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await;
+            if sent.is_err() || busy.read(&mut buf).await.unwrap_or(0) == 0 {
+                return;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_eq!(
+        healthz_within(&gw, Duration::from_secs(10)).await,
+        Some(StatusCode::OK),
+        "a new client waited behind a keep-alive client's pauses"
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(3), pausing).await;
+    assert!(ended.is_ok(), "the pausing client kept its slot");
+}
+
 /// A scripted desktop: `…slow…` answers after 4 s (a long poll), `…big…` sends 64 MiB as
 /// fast as it is taken, anything else is read to its end and answered.
 async fn scripted_desktop() -> u16 {

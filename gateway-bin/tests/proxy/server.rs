@@ -70,22 +70,36 @@ async fn slow_request_heads_are_cut_off() {
 
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    // A pyos that takes requests and never answers: a request waiting on its upstream holds
+    // its slot (no client-side wait, so nothing to reclaim).
+    let silent_pyos = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pyos_port = silent_pyos.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent_pyos.accept().await {
+            held.push(conn);
+        }
+    });
     let mut file = file_config(Default::default());
     file.limits.max_connections = 1;
+    file.services.pyos = gateway::config::ServiceAddr {
+        host: "127.0.0.1".to_owned(),
+        port: pyos_port,
+    };
     let gw = spawn_gateway(file).await;
-    let req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut first = TcpStream::connect(gw.addr).await.unwrap();
-    first.write_all(req).await.unwrap();
-    let mut buf = [0u8; 512];
-    let n = first.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    first
+        .write_all(b"GET /API/longpoll HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
 
     let mut second = TcpStream::connect(gw.addr).await.unwrap();
     second
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    let early = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+    let mut buf = [0u8; 512];
+    let early = tokio::time::timeout(Duration::from_millis(1500), second.read(&mut buf)).await;
     assert!(
         early.is_err(),
         "second connection served while the first holds the slot"
