@@ -83,9 +83,11 @@ write("token_pipeline", "query", "x=1&jwt_token=" + py_ip)
 write("token_pipeline", "container_path", "/container/" + kt_ip + "/6081/vnc.html")
 write("token_pipeline", "not_a_jws", "a.b.c")
 
-# token_extract: flags (bit 0 header, bit 1 query, bits 2-7 max length), header NUL query NUL path.
+# token_extract: flags (bit 0 header, bit 1 query, bits 2-7 max length), header NUL query NUL
+# the container segment (what the route regex's `token` group holds; "" for other routes).
 def parts(flags, header, query, path):
-    return bytes([flags]) + header + b"\0" + query.encode() + b"\0" + path.encode()
+    segment = path.split("/")[2] if path.startswith("/container/") else ""
+    return bytes([flags]) + header + b"\0" + query.encode() + b"\0" + segment.encode()
 
 write("token_extract", "all_three", parts(3, b"Bearer " + kt_ip.encode(), "jwt_token=" + py_ip,
                                           "/container/" + kt_name + "/6081/x"))

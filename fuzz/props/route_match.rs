@@ -10,15 +10,15 @@
 //!   the table's own data: an exact location equal to the path wins; else the first regex in
 //!   table order that matches; else the longest matching prefix; `None` only when nothing
 //!   matches; a disabled route is never chosen;
-//! - `from_match` is a suffix of the path; a `port` is all ASCII digits and present exactly for
-//!   the routes that take their port from the path; `ContainerRest` routes always have `rest`;
+//! - a `port` is all ASCII digits and present exactly for the routes that take their port from
+//!   the path; `ContainerRest` routes always have `rest`; a `token` is present exactly for the
+//!   routes that take their token from the path, is non-empty, holds no `/`, and the path
+//!   holds `/container/<token>/<port>`;
 //! - the upstream the proxy would reach uses the route's fixed port or a path port that is in
 //!   the configured allow-list (`container_port_allowed` agrees with the list it was given);
 //! - the rewritten upstream URI (the README's rules) of a path starting with `/` starts with
 //!   `/`, a stripped prefix never leaves `//`, and for a path hyper accepts it forms a valid
 //!   URI with the pod's authority;
-//! - for a path hyper accepts, the `/container/<jwt>/<port>` token extractor, when it finds a
-//!   token in `from_match`, sees the same port and rest as the regex.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -26,7 +26,6 @@ use std::collections::{BTreeMap, HashMap};
 use gateway::routes::{
     self, Matched, Matcher, PortRule, RouteOverride, RouteTable, Upstream, UriRule,
 };
-use gateway::token::extract;
 
 use super::common::Input;
 
@@ -117,7 +116,23 @@ fn check_path(table: &RouteTable, disabled: Option<&String>, ports: &[u16], path
     };
     let route = m.route;
     assert_ne!(Some(&route.name), disabled, "a disabled route matched");
-    assert!(path.ends_with(m.from_match), "from_match is not a suffix");
+    let from_path_token = route.token == Some(gateway::token::TokenSource::ContainerPath);
+    assert_eq!(
+        m.token.is_some(),
+        from_path_token,
+        "{}: token group",
+        route.name
+    );
+    if let (Some(token), Some(port)) = (m.token, m.port) {
+        assert!(
+            !token.is_empty() && !token.contains('/'),
+            "token spans segments"
+        );
+        assert!(
+            path.contains(&format!("/container/{token}/{port}")),
+            "token and port are not the path's"
+        );
+    }
     if let Some(port) = m.port {
         assert!(!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
     }
@@ -145,20 +160,6 @@ fn check_path(table: &RouteTable, disabled: Option<&String>, ports: &[u16], path
     let valid_path = format!("http://gateway{path}")
         .parse::<http::Uri>()
         .is_ok_and(|u| u.path() == path && u.query().is_none());
-    if valid_path
-        && route.token == Some(gateway::token::TokenSource::ContainerPath)
-        && let Some(c) = extract::from_container_path(m.from_match)
-    {
-        assert_eq!(
-            Some(c.port),
-            m.port,
-            "extractor and regex disagree on the port"
-        );
-        if route.uri == UriRule::ContainerRest {
-            assert_eq!(c.rest, m.rest, "extractor and regex disagree on the rest");
-        }
-    }
-
     let rewritten = rewrite(&m, path, None);
     // Paths reach the proxy in origin form; a `Keep` route passes any other text through.
     if path.starts_with('/') {
@@ -177,10 +178,10 @@ fn check_path(table: &RouteTable, disabled: Option<&String>, ports: &[u16], path
     }
 }
 
-type Summary<'a> = Option<(String, &'a str, Option<&'a str>, Option<&'a str>)>;
+type Summary<'a> = Option<(String, Option<&'a str>, Option<&'a str>, Option<&'a str>)>;
 
 fn summary<'a>(m: Option<&Matched<'_, 'a>>) -> Summary<'a> {
-    m.map(|m| (m.route.name.clone(), m.from_match, m.port, m.rest))
+    m.map(|m| (m.route.name.clone(), m.token, m.port, m.rest))
 }
 
 /// nginx's rule, from the table's data: exact, else first regex, else longest prefix.

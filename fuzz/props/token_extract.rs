@@ -2,14 +2,15 @@
 //!
 //! Input: one flags byte (bit 0: the `ABCAuthorization` header is present, bit 1: a query
 //! string is present, bits 2–7: the token length bound, 0 meaning the default 8 KiB), then
-//! header, query and path separated by NUL bytes (none of the three can hold a NUL in a real
-//! request).
+//! header, query and the container segment separated by NUL bytes (none of the three can hold
+//! a NUL in a real request). The segment reaches the extractor as the container route's regex
+//! hands it over (its `token` group, `[^/]+`): only when non-empty and without `/`.
 //!
 //! Properties, for each source:
 //! - the result is exactly what the documented rule gives (an independent implementation of
 //!   the module docs of `gateway::token::extract`), refusals included;
-//! - a token is non-empty, lies *inside* the part it came from (same memory, nothing copied or
-//!   invented), and never contains `/` when it comes from the path;
+//! - a token is non-empty and lies *inside* the part it came from (same memory, nothing copied
+//!   or invented);
 //! - the pipeline's length bound holds: a token longer than `max_token_len` is refused as
 //!   `too_long` before any parsing, a shorter one never is.
 
@@ -31,14 +32,14 @@ pub fn check(data: &[u8]) {
     let mut fields = input.rest().splitn(3, |b| *b == 0);
     let header = fields.next().unwrap_or_default();
     let query_bytes = fields.next().unwrap_or_default();
-    let path_bytes = fields.next().unwrap_or_default();
+    let segment_bytes = fields.next().unwrap_or_default();
     // hyper hands the gateway the query and path as `&str`.
     let query = String::from_utf8_lossy(query_bytes);
-    let path = String::from_utf8_lossy(path_bytes);
+    let segment = String::from_utf8_lossy(segment_bytes);
     let parts = RequestParts {
         header: (flags & 1 == 1).then_some(header),
         query: (flags & 2 == 2).then_some(query.as_ref()),
-        path: &path,
+        container: (!segment.is_empty() && !segment.contains('/')).then_some(segment.as_ref()),
     };
     let max_token_len = match usize::from(flags >> 2) {
         0 => token::DEFAULT_MAX_TOKEN_LEN,
@@ -61,15 +62,12 @@ pub fn check(data: &[u8]) {
             TokenSource::Query | TokenSource::RawQuery => {
                 parts.query.unwrap_or_default().as_bytes()
             }
-            TokenSource::ContainerPath => parts.path.as_bytes(),
+            TokenSource::ContainerPath => parts.container.unwrap_or_default().as_bytes(),
         };
         assert!(
             is_within(found, origin),
             "{source:?}: token is not a slice of its part"
         );
-        if source == TokenSource::ContainerPath {
-            assert!(!found.contains('/'), "path token spans segments");
-        }
         let checked = token::check(found, keys(), &config, NOW, &AuthStats::default());
         if found.len() > max_token_len {
             assert_eq!(checked.err(), Some(Refusal::TooLong), "{source:?}");
@@ -110,19 +108,6 @@ fn expected<'a>(source: TokenSource, parts: &RequestParts<'a>) -> Result<&'a str
             unbearer(query)
         }
         TokenSource::RawQuery => unbearer(parts.query.ok_or(Refusal::Missing)?),
-        TokenSource::ContainerPath => {
-            let rest = parts
-                .path
-                .strip_prefix("/container/")
-                .ok_or(Refusal::Missing)?;
-            let mut segments = rest.splitn(3, '/');
-            let token = segments.next().unwrap_or_default();
-            let port = segments.next().ok_or(Refusal::Missing)?;
-            let port_ok = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
-            if token.is_empty() || !port_ok {
-                return Err(Refusal::Missing);
-            }
-            unbearer(token)
-        }
+        TokenSource::ContainerPath => unbearer(parts.container.ok_or(Refusal::Missing)?),
     }
 }

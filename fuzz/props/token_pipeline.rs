@@ -40,7 +40,7 @@ pub fn check(data: &[u8]) {
     let parts = RequestParts {
         header: Some(data),
         query: Some(&text),
-        path: &text,
+        container: Some(&text),
     };
     let config = AuthConfig::default();
     let stats = AuthStats::default();

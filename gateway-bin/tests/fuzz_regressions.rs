@@ -86,7 +86,8 @@ fn regression(target: &str, name: &str) -> Vec<u8> {
 
 #[test]
 fn container_path_never_extracts_an_empty_token() {
-    // `/container/Bearer /6081`: `Bearer ` was stripped after the emptiness check.
+    // `/container/Bearer /6081` (segment `Bearer `): `Bearer ` was stripped after the
+    // emptiness check.
     props::token_extract::check(&regression("token_extract", "empty-container-token"));
 }
 

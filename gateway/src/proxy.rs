@@ -415,7 +415,7 @@ impl Gateway {
                         .get(crate::token::extract::HEADER_NAME)
                         .map(HeaderValue::as_bytes),
                     query,
-                    path: matched.from_match,
+                    container: matched.token,
                 };
                 let token = match source.extract(&parts) {
                     Ok(token) => token,

@@ -181,9 +181,8 @@ pub struct RouteOverride {
 pub struct Matched<'r, 'a> {
     /// The route.
     pub route: &'r Route,
-    /// For regex routes, the path from the start of the match (the container token is the
-    /// first segment after `/container/` in it).
-    pub from_match: &'a str,
+    /// The regex's `token` group (the `/container/<jwt>/<port>` routes' token segment).
+    pub token: Option<&'a str>,
     /// The regex's `port` group.
     pub port: Option<&'a str>,
     /// The regex's `rest` group.
@@ -479,7 +478,7 @@ impl RouteTable {
     pub fn find<'r, 'a>(&'r self, path: &'a str) -> Option<Matched<'r, 'a>> {
         let plain = |route: &'r Route| Matched {
             route,
-            from_match: path,
+            token: None,
             port: None,
             rest: None,
         };
@@ -508,10 +507,9 @@ impl RouteTable {
                 continue;
             }
             if let Some(caps) = re.captures(path) {
-                let start = caps.get(0).map_or(0, |m| m.start());
                 return Some(Matched {
                     route,
-                    from_match: path.get(start..).unwrap_or(path),
+                    token: caps.name("token").map(|m| m.as_str()),
                     port: caps.name("port").map(|m| m.as_str()),
                     rest: caps.name("rest").map(|m| m.as_str()),
                 });
@@ -581,7 +579,7 @@ mod tests {
         // Regexes win over a matching prefix (here `/filer`), as in nginx.
         let m = t.find("/filer/container/tok/1/y");
         assert_eq!(m.map(|m| m.route.name.as_str()), Some("container-path"));
-        assert_eq!(m.map(|m| m.from_match), Some("/container/tok/1/y"));
+        assert_eq!(m.and_then(|m| m.token), Some("tok"));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - header `ABCAuthorization` (`/spawner`, `/filer`, `/container/<port>`, …);
 //! - `?jwt_token=` or else the whole raw query string (`/websockify`, `/broadcast`, …);
 //! - the whole raw query string only (`/terminals/<pid>?<token>`);
-//! - the first path segment of `/container/<jwt>/<port>/…`.
+//! - the first path segment of `/container/<jwt>/<port>/…`, as the container route's regex
+//!   matched it (its `token` group: non-empty, no `/`).
 //!
 //! Whatever the source, one leading `Bearer ` (case-sensitive, one space) is removed, as the
 //! original did. Length bounds are enforced by [`super::Authenticator`], before any parsing.
@@ -19,8 +20,6 @@ use super::Refusal;
 pub const HEADER_NAME: &str = "abcauthorization";
 /// The query parameter the web client puts the desktop token in for WebSockets.
 pub const QUERY_PARAM: &str = "jwt_token";
-/// The prefix of the `/container/<jwt>/<port>/…` routes.
-pub const CONTAINER_PREFIX: &str = "/container/";
 
 /// Where a route reads its token from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -43,8 +42,9 @@ pub struct RequestParts<'a> {
     pub header: Option<&'a [u8]>,
     /// The raw query string (without `?`), if any.
     pub query: Option<&'a str>,
-    /// The request path.
-    pub path: &'a str,
+    /// The `token` group of a `/container/<jwt>/<port>` route's match (the segment after
+    /// `/container/`), when the route has one.
+    pub container: Option<&'a str>,
 }
 
 impl TokenSource {
@@ -55,10 +55,9 @@ impl TokenSource {
             TokenSource::Query => from_query(parts.query),
             TokenSource::RawQuery => from_raw_query(parts.query),
             // `/container/Bearer /<port>` leaves nothing once `Bearer ` is removed.
-            TokenSource::ContainerPath => from_container_path(parts.path)
-                .map(|c| c.token)
-                .ok_or(Refusal::Missing)
-                .and_then(non_empty),
+            TokenSource::ContainerPath => {
+                non_empty(strip_bearer(parts.container.ok_or(Refusal::Missing)?))
+            }
         }
     }
 }
@@ -101,37 +100,6 @@ pub fn from_query(query: Option<&str>) -> Result<&str, Refusal> {
 /// Token as the whole raw query string (the terminal WebSocket form `?<token>`).
 pub fn from_raw_query(query: Option<&str>) -> Result<&str, Refusal> {
     non_empty(strip_bearer(query.ok_or(Refusal::Missing)?))
-}
-
-/// The pieces of a `/container/<jwt>/<port>[/<rest>]` path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ContainerPath<'a> {
-    /// The token segment (with any `Bearer ` prefix removed).
-    pub token: &'a str,
-    /// The port segment, all ASCII digits, not yet range-checked.
-    pub port: &'a str,
-    /// What follows the port: `None` for `/container/<jwt>/<port>`, else the path after the
-    /// port's slash (possibly empty), without its leading slash.
-    pub rest: Option<&'a str>,
-}
-
-/// Splits a path that starts with `/container/<jwt>/<port>`; `None` when it does not have
-/// that shape (empty token segment, port not all digits).
-pub fn from_container_path(path: &str) -> Option<ContainerPath<'_>> {
-    let after = path.strip_prefix(CONTAINER_PREFIX)?;
-    let (token, after) = after.split_once('/')?;
-    let (port, rest) = match after.split_once('/') {
-        Some((port, rest)) => (port, Some(rest)),
-        None => (after, None),
-    };
-    if token.is_empty() || port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(ContainerPath {
-        token: strip_bearer(token),
-        port,
-        rest,
-    })
 }
 
 #[cfg(test)]
@@ -191,29 +159,11 @@ mod tests {
     }
 
     #[test]
-    fn container_path_forms() {
-        let c = from_container_path("/container/a.b.c/29781/some/path").unwrap();
-        assert_eq!(
-            (c.token, c.port, c.rest),
-            ("a.b.c", "29781", Some("some/path"))
-        );
-        let c = from_container_path("/container/a.b.c/6081").unwrap();
-        assert_eq!((c.token, c.port, c.rest), ("a.b.c", "6081", None));
-        let c = from_container_path("/container/a.b.c/6081/").unwrap();
-        assert_eq!(c.rest, Some(""));
-        assert_eq!(from_container_path("/container/6081"), None);
-        assert_eq!(from_container_path("/container//6081/x"), None);
-        assert_eq!(from_container_path("/container/a.b.c/60x1/x"), None);
-        assert_eq!(from_container_path("/container/a.b.c//x"), None);
-        assert_eq!(from_container_path("/filer/x"), None);
-    }
-
-    #[test]
     fn sources_dispatch_to_their_part() {
         let parts = RequestParts {
             header: Some(b"Bearer h.h.h"),
             query: Some("jwt_token=q.q.q"),
-            path: "/container/p.p.p/6081/",
+            container: Some("p.p.p"),
         };
         assert_eq!(TokenSource::Header.extract(&parts), Ok("h.h.h"));
         assert_eq!(TokenSource::Query.extract(&parts), Ok("q.q.q"));
@@ -222,6 +172,15 @@ mod tests {
         let empty = RequestParts::default();
         assert_eq!(
             TokenSource::ContainerPath.extract(&empty),
+            Err(Refusal::Missing)
+        );
+        // `/container/Bearer /<port>` leaves nothing once `Bearer ` is removed.
+        let bearer_only = RequestParts {
+            container: Some("Bearer "),
+            ..empty
+        };
+        assert_eq!(
+            TokenSource::ContainerPath.extract(&bearer_only),
             Err(Refusal::Missing)
         );
     }
