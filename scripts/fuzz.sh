@@ -79,7 +79,9 @@ for target in $targets; do
     if [ "$(cat "$work/$target.rc")" = 0 ]; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
         rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
-        echo "fuzz: $target ok: ${runs:-?} runs, ${rate:-?} exec/s"
+        # libFuzzer's last status line: coverage (edges) and features.
+        cov=$(grep -o 'cov: [0-9]* ft: [0-9]* corp: [0-9]*' "$log" | tail -n 1)
+        echo "fuzz: $target ok: ${runs:-?} runs, ${rate:-?} exec/s, ${cov:-no coverage line}"
     else
         echo "fuzz: $target FAILED; last lines of its log:" >&2
         tail -n 40 "$log" >&2
