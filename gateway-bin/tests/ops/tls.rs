@@ -223,8 +223,9 @@ async fn tls_with_h2_and_certificate_reload() {
     );
 }
 
-#[tokio::test]
-async fn a_client_silent_after_the_tls_handshake_is_closed_at_the_head_deadline() {
+/// A test CA and one leaf certificate in a temporary directory, and a configuration serving
+/// TLS with that leaf.
+fn one_certificate() -> (tempfile::TempDir, gateway::config::FileConfig) {
     let dir = tempfile::tempdir().unwrap();
     make_ca(dir.path());
     make_leaf(dir.path(), "only");
@@ -233,6 +234,12 @@ async fn a_client_silent_after_the_tls_handshake_is_closed_at_the_head_deadline(
         cert: Some(dir.path().join("only.crt")),
         key: Some(dir.path().join("only.key")),
     };
+    (dir, file)
+}
+
+#[tokio::test]
+async fn a_client_silent_after_the_tls_handshake_is_closed_at_the_head_deadline() {
+    let (dir, mut file) = one_certificate();
     file.limits.header_read_timeout = Duration::from_millis(500);
     file.limits.keepalive_timeout = Duration::from_secs(60);
     let running = spawn_run(file).await;
@@ -251,14 +258,7 @@ async fn a_client_silent_after_the_tls_handshake_is_closed_at_the_head_deadline(
 
 #[tokio::test]
 async fn out_of_connections_a_stalled_tls_handshake_goes_and_a_new_client_is_served() {
-    let dir = tempfile::tempdir().unwrap();
-    make_ca(dir.path());
-    make_leaf(dir.path(), "only");
-    let mut file = file_config(Default::default());
-    file.tls = TlsSection {
-        cert: Some(dir.path().join("only.crt")),
-        key: Some(dir.path().join("only.key")),
-    };
+    let (dir, mut file) = one_certificate();
     file.limits.max_connections = 2;
     file.limits.header_read_timeout = Duration::from_secs(60);
     let running = spawn_run(file).await;
