@@ -128,18 +128,30 @@ pub fn host_without_port(host: &str) -> &str {
 }
 
 /// What a profile needs to know about the request.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Forwarding<'a> {
     /// The client's address as header text ([`peer_value`]).
     pub peer: &'a HeaderValue,
     /// The client's `Host` (or HTTP/2 `:authority`), if any.
     pub client_host: Option<&'a str>,
-    /// `host:port` of the upstream as the route names it (nginx `$proxy_host`).
-    pub upstream_host: &'a str,
+    /// `host:port` of the upstream as the route names it (nginx `$proxy_host`), computed
+    /// only when the profile uses it (not for a proxied request with a client `Host`).
+    pub upstream_host: &'a dyn Fn() -> String,
     /// The client's `Upgrade` value when the request is a permitted upgrade.
     pub upgrade: Option<HeaderValue>,
     /// `http` or `https`: how the client reached the gateway (`X-Forwarded-Proto`).
     pub scheme: &'static str,
+}
+
+impl std::fmt::Debug for Forwarding<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarding")
+            .field("peer", &self.peer)
+            .field("client_host", &self.client_host)
+            .field("upgrade", &self.upgrade)
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
@@ -157,18 +169,26 @@ pub fn peer_value(ip: IpAddr) -> HeaderValue {
 
 /// Rewrites a request's headers (already free of hop-by-hop headers) for `profile`.
 pub fn apply_profile(headers: &mut HeaderMap, profile: HeaderProfile, fwd: &Forwarding<'_>) {
-    let host = match profile {
-        HeaderProfile::Proxy => fwd
-            .client_host
-            .map(host_without_port)
-            .filter(|h| !h.is_empty())
-            .unwrap_or(fwd.upstream_host),
-        HeaderProfile::Ws | HeaderProfile::Plain => fwd.upstream_host,
-    };
-    set(headers, &header::HOST, host);
+    let client_host = fwd
+        .client_host
+        .map(host_without_port)
+        .filter(|h| !h.is_empty());
+    match (profile, client_host) {
+        // The client's own `Host` field, when it carries no port, is kept as it is.
+        (HeaderProfile::Proxy, Some(host)) if Some(host) == fwd.client_host => {
+            if headers
+                .get(header::HOST)
+                .is_none_or(|v| v.as_bytes() != host.as_bytes())
+            {
+                set(headers, &header::HOST, host);
+            }
+        }
+        (HeaderProfile::Proxy, Some(host)) => set(headers, &header::HOST, host),
+        _ => set(headers, &header::HOST, &(fwd.upstream_host)()),
+    }
     if !headers.contains_key(header::HOST) {
         // Every upstream request names its host; the route's own name always fits.
-        set(headers, &header::HOST, fwd.upstream_host);
+        set(headers, &header::HOST, &(fwd.upstream_host)());
     }
     if profile == HeaderProfile::Plain {
         return;
@@ -296,7 +316,7 @@ mod tests {
         let fwd = Forwarding {
             peer: &peer,
             client_host: Some("desk.example:30443"),
-            upstream_host: "pyos:8000",
+            upstream_host: &|| "pyos:8000".to_owned(),
             upgrade: None,
             scheme: "http",
         };

@@ -108,10 +108,17 @@ struct Outcome<'g> {
 struct Plan {
     /// Where the request is sent.
     dial: Dest,
-    /// `host:port` as the route names it (nginx `$proxy_host`, the `Host` of ws/plain).
-    named: String,
-    /// Upstream path and query.
-    path_and_query: String,
+    /// The upstream as the route names it (nginx `$proxy_host`, the `Host` of ws/plain).
+    named: Named,
+    /// The upstream request target (origin form).
+    uri: Uri,
+}
+
+/// An upstream's name, spelled `host:port` only when a header needs it.
+#[derive(Debug)]
+enum Named {
+    Desktop(Target, u16),
+    Service(ServiceName),
 }
 
 // === impl Gateway ===
@@ -316,10 +323,6 @@ impl Gateway {
             return respond::bad_request();
         };
 
-        // Origin-form: the connection already goes to the upstream.
-        let Ok(uri) = Uri::try_from(plan.path_and_query) else {
-            return respond::bad_request();
-        };
         // The client's upgrade future is taken before the request is split up.
         let on_client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
@@ -341,7 +344,10 @@ impl Gateway {
             &Forwarding {
                 peer: &peer.ip_text,
                 client_host: client_host.as_ref().map(Authority::as_str),
-                upstream_host: &plan.named,
+                upstream_host: &|| match &plan.named {
+                    Named::Desktop(target, port) => target.authority(*port),
+                    Named::Service(name) => self.service(*name).authority(),
+                },
                 upgrade,
                 scheme: self.scheme,
             },
@@ -363,7 +369,7 @@ impl Gateway {
         };
         let mut up = Request::new(body);
         *up.method_mut() = parts.method;
-        *up.uri_mut() = uri;
+        *up.uri_mut() = plan.uri;
         *up.headers_mut() = up_headers;
 
         let executor = Executor {
@@ -457,7 +463,7 @@ impl Gateway {
                     },
                     Target::Ip(ip) => Dest(SocketAddr::new(*ip, dial_port)),
                 };
-                (target.authority(port), dial)
+                (Named::Desktop(target, port), dial)
             }
             Upstream::Service(name) => {
                 let svc = self.service(name);
@@ -471,16 +477,15 @@ impl Gateway {
                         return Err(respond::bad_gateway());
                     }
                 };
-                (svc.authority(), dial)
+                (Named::Service(name), dial)
             }
             _ => return Err(respond::not_found()),
         };
-        let path_and_query = matched.upstream_uri(req.uri());
-        Ok(Plan {
-            dial,
-            named,
-            path_and_query,
-        })
+        // Origin-form: the connection already goes to the upstream.
+        let Ok(uri) = matched.upstream_request_uri(req.uri()) else {
+            return Err(respond::bad_request());
+        };
+        Ok(Plan { dial, named, uri })
     }
 
     /// The metric handles of `route` (of "none" when no route matched).

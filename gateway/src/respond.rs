@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 
 /// Boxed error of the gateway's bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -17,9 +17,9 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-/// An empty body.
+/// An empty body (no allocation: the boxed body has no size).
 pub fn empty() -> Body {
-    full(Bytes::new())
+    Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// A `text/plain` response.

@@ -70,7 +70,8 @@ fn main() {
         std::process::exit(2);
     };
     let (config_path, command) = (&args[..split], &args[split + 1..]);
-    let (Some(config_path), Some((program, load_args))) = (config_path.first(), command.split_first())
+    let (Some(config_path), Some((program, load_args))) =
+        (config_path.first(), command.split_first())
     else {
         eprintln!("usage: allocs GATEWAY_TOML -- LOADGEN_BIN run … --json FILE");
         std::process::exit(2);

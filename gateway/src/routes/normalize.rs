@@ -21,6 +21,7 @@
 //! with a URI part and variables sends exactly that part (no query); a `rewrite … break` sends
 //! the rewritten, normalized path re-escaped the way nginx escapes it, plus the original query.
 
+use std::borrow::Cow;
 use std::ops::Deref;
 use std::sync::LazyLock;
 
@@ -50,18 +51,26 @@ pub enum InvalidPath {
 /// table is ASCII and its regexes treat U+FFFD as they treat any byte but `/` and newline, so
 /// this changes no match; the rewrite rules work on the exact bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestPath {
-    text: String,
+pub struct RequestPath<'a> {
+    text: Cow<'a, str>,
 }
 
-impl RequestPath {
-    /// Normalizes `raw`, the path of the request target (without its query), as nginx does.
-    pub fn parse(raw: &str) -> Result<Self, InvalidPath> {
+impl<'a> RequestPath<'a> {
+    /// Normalizes `raw`, the path of the request target (without its query), as nginx does;
+    /// a path normalization would leave as it is (most) is borrowed, not copied.
+    pub fn parse(raw: &'a str) -> Result<Self, InvalidPath> {
+        if already_normal(raw.as_bytes()) {
+            return Ok(RequestPath {
+                text: Cow::Borrowed(raw),
+            });
+        }
         let text = match String::from_utf8(normalize(raw.as_bytes())?) {
             Ok(text) => text,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         };
-        Ok(RequestPath { text })
+        Ok(RequestPath {
+            text: Cow::Owned(text),
+        })
     }
 
     /// The text routes are matched on.
@@ -70,7 +79,7 @@ impl RequestPath {
     }
 }
 
-impl Deref for RequestPath {
+impl Deref for RequestPath<'_> {
     type Target = str;
     fn deref(&self) -> &str {
         &self.text
@@ -119,6 +128,14 @@ fn climb(out: &mut Vec<u8>) -> Result<(), InvalidPath> {
     };
     out.truncate(slash + 1);
     Ok(())
+}
+
+/// Whether [`normalize`] would return `raw` unchanged, judged without it: absolute, and
+/// nothing it rewrites (no escape, no `#`, no `//`, no segment starting with a dot).
+fn already_normal(raw: &[u8]) -> bool {
+    raw.first() == Some(&b'/')
+        && !raw.iter().any(|&b| b == b'%' || b == b'#')
+        && !raw.windows(2).any(|w| w == b"//" || w == b"/.")
 }
 
 fn normalize(raw: &[u8]) -> Result<Vec<u8>, InvalidPath> {
@@ -228,6 +245,17 @@ fn strip_rewrite<'p>(path: &'p [u8], prefix: &str) -> Option<&'p [u8]> {
 }
 
 impl Matched<'_, '_> {
+    /// [`Matched::upstream_uri`] as the origin-form URI of the upstream request; for a route
+    /// that passes the request URI unchanged, the request's own path and query, not copied.
+    pub fn upstream_request_uri(&self, uri: &http::Uri) -> Result<http::Uri, http::Error> {
+        if let (UriRule::Keep, Some(path_and_query)) = (&self.route.uri, uri.path_and_query()) {
+            return http::Uri::builder()
+                .path_and_query(path_and_query.clone())
+                .build();
+        }
+        Ok(http::Uri::try_from(self.upstream_uri(uri))?)
+    }
+
     /// The path and query nginx would send upstream for this match of the request `uri`
     /// (whose path is what the match was made on, normalized).
     pub fn upstream_uri(&self, uri: &http::Uri) -> String {
@@ -291,6 +319,32 @@ mod tests {
 
     fn norm(raw: &str) -> Result<String, InvalidPath> {
         RequestPath::parse(raw).map(|p| p.as_str().to_owned())
+    }
+
+    #[test]
+    fn a_path_taken_as_already_normal_is_what_normalizing_gives() {
+        // Every spelling of up to six bytes over the bytes normalization cares about.
+        const ALPHABET: &[u8] = b"/a.%#2F";
+        let mut checked = 0;
+        let mut borrowed = 0;
+        for len in 1..=6u32 {
+            for mut n in 0..ALPHABET.len().pow(len) {
+                let mut raw = Vec::new();
+                for _ in 0..len {
+                    raw.push(ALPHABET[n % ALPHABET.len()]);
+                    n /= ALPHABET.len();
+                }
+                checked += 1;
+                if already_normal(&raw) {
+                    borrowed += 1;
+                    assert_eq!(normalize(&raw).as_deref(), Ok(&raw[..]), "{raw:?}");
+                }
+            }
+        }
+        assert!(
+            borrowed > 1000 && borrowed < checked,
+            "{borrowed} of {checked}"
+        );
     }
 
     #[test]
