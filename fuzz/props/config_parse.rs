@@ -179,7 +179,7 @@ fn defaults_where_unwritten(text: &str, file: &FileConfig) {
         ),
         (
             "auth_failures_per_ip",
-            file.abuse.auth_failures_per_ip == gateway::throttle::DEFAULT_LIMIT,
+            file.abuse.auth_failures_per_ip == gateway::DEFAULT_AUTH_FAILURES_PER_IP,
         ),
         ("access_log", file.log.access_log),
         (

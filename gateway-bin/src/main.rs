@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use gateway::config::{self, Config, Env, FileConfig};
-use gateway::telemetry::{self, LogFormat};
+use gateway::{LogFormat, init_logging};
 
 // The proxy allocates small, short-lived buffers per request; mimalloc measured faster than
 // glibc's malloc on the cached-token load test (benches/README.md).
@@ -156,7 +156,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 fn payload_fingerprint(path: &Path) -> Option<String> {
     use rsa::pkcs1::EncodeRsaPublicKey as _;
     let text = std::fs::read_to_string(path).ok()?;
-    let public = gateway::keys::public_key_from_pem(&text).ok()?;
+    let public = gateway::public_key_from_pem(&text).ok()?;
     let der = public.to_pkcs1_der().ok()?;
     Some(gateway::token::fingerprint(der.as_bytes()))
 }
@@ -232,7 +232,7 @@ fn check_serving(config: &Config) -> anyhow::Result<()> {
         );
     }
     if let Some(files) = &config.tls {
-        gateway::tls::TlsState::load(files).context("TLS")?;
+        gateway::TlsState::load(files).context("TLS")?;
     }
     Ok(())
 }
@@ -243,7 +243,7 @@ fn check_serving(config: &Config) -> anyhow::Result<()> {
 async fn main() -> ExitCode {
     let cli = parse_cli();
     if let Some(Command::Demo { listen }) = cli.command {
-        telemetry::init(cli.log_format.unwrap_or_default(), &log_filter());
+        init_logging(cli.log_format.unwrap_or_default(), &log_filter());
         return match gateway_tooling::demo::run(listen, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -264,7 +264,7 @@ async fn main() -> ExitCode {
         }
     };
     let format = cli.log_format.unwrap_or(file.log.format);
-    telemetry::init(format, &log_filter());
+    init_logging(format, &log_filter());
     let config = match file.validate() {
         Ok(config) => config,
         Err(e) => {

@@ -17,9 +17,6 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 
-/// Default admin port.
-pub const DEFAULT_ADMIN_PORT: u16 = 9090;
-
 /// Whether the gateway takes new traffic; flipped off first thing on shutdown.
 #[derive(Debug, Clone)]
 pub struct Readiness(Arc<AtomicBool>);

@@ -22,29 +22,39 @@
 //! are in the `gateway-tooling` crate, which depends on this one (never the reverse); the
 //! `gateway` binary is the `gateway` package (`gateway-bin/`).
 //!
-//! Public modules are what the binary, `keys-tool`, the tooling, tests, benches and fuzz
-//! properties use; the others are crate-private, so the compiler reports what in them is dead.
+//! The public surface is what the binary, `keys-tool`, the tooling, tests, benches and fuzz
+//! properties use: four modules whose types they build and read (`config`, `routes`,
+//! `server`, `token`) and, from the crate-private others, the items re-exported below, so the
+//! compiler reports what in the rest is dead.
 
-pub mod admin;
+pub(crate) mod admin;
 pub(crate) mod body;
 pub mod config;
 pub(crate) mod connection;
 pub(crate) mod deadline;
 pub(crate) mod dns;
 pub(crate) mod headers;
-pub mod keys;
+pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod pool;
-pub mod proxy;
+pub(crate) mod proxy;
 pub(crate) mod reclaim;
-pub mod reload;
-pub mod respond;
+pub(crate) mod reload;
+pub(crate) mod respond;
 pub mod routes;
 pub mod server;
-pub mod telemetry;
-pub mod throttle;
-pub mod tls;
+pub(crate) mod telemetry;
+pub(crate) mod throttle;
+pub(crate) mod tls;
 pub mod token;
 pub(crate) mod units;
 pub(crate) mod upgrade;
 pub(crate) mod upstream;
+
+// The façade: from the crate-private modules, only what is used outside the crate.
+pub use keys::{KeyError, private_key_from_pem, public_key_from_pem};
+pub use proxy::Gateway;
+pub use reload::{KeyReloader, KeySources, ReloadOutcome, ReloadStats, run as run_reloads};
+pub use telemetry::{LogFormat, init as init_logging};
+pub use throttle::DEFAULT_LIMIT as DEFAULT_AUTH_FAILURES_PER_IP;
+pub use tls::TlsState;

@@ -81,8 +81,10 @@ pub struct AuthThrottle {
 }
 
 impl AuthThrottle {
-    /// `limit` failures per `window` per address; a zero limit disables throttling.
-    pub fn new(limit: u32, window: Duration) -> Self {
+    /// `limit` failures per `window` per address; a zero limit disables throttling (the unit
+    /// tests' throttle; the gateway's comes from [`AuthThrottle::from_config`]).
+    #[cfg(test)]
+    fn new(limit: u32, window: Duration) -> Self {
         Self::with_grouping(limit, window, Grouping::default())
     }
 
@@ -95,7 +97,7 @@ impl AuthThrottle {
         )
     }
 
-    /// [`AuthThrottle::new`] with client addresses told apart by `grouping`.
+    /// `limit` failures per `window` per client, client addresses told apart by `grouping`.
     pub fn with_grouping(limit: u32, window: Duration, grouping: Grouping) -> Self {
         AuthThrottle {
             limit,

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use bytes::Bytes;
 use http::{Request, Response, header};
-use http_body_util::BodyExt as _;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -25,7 +25,6 @@ use crate::keygen::PAIRS;
 use crate::mint::MintMode;
 use crate::upstream::{Accepts, serve_http, websocket_echo};
 use gateway::config::{FileConfig, ServiceAddr, Services};
-use gateway::respond;
 
 /// How long the demo token lives (long enough to play with).
 pub const TOKEN_LIFETIME_SECS: i64 = 8 * 3600;
@@ -210,7 +209,12 @@ async fn http_echo(listener: TcpListener, role: &'static str) {
                 ));
             }
             text.push_str(&format!("received {received} body bytes\n"));
-            respond::text(http::StatusCode::OK, text)
+            let mut res = Response::new(Full::new(Bytes::from(text)));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            res
         },
     )
     .await;
@@ -225,7 +229,7 @@ async fn website(listener: TcpListener, page: String) {
         move |_req: Request<Incoming>| {
             let page = page.clone();
             async move {
-                let mut res = Response::new(respond::full(page));
+                let mut res = Response::new(Full::new(page));
                 res.headers_mut().insert(
                     header::CONTENT_TYPE,
                     http::HeaderValue::from_static("text/html; charset=utf-8"),

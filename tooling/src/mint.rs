@@ -53,7 +53,7 @@ impl std::fmt::Debug for Minter {
 }
 
 // The one PEM reader is the gateway's: a key the gateway reads, the tooling reads alike.
-pub use gateway::keys::{private_key_from_pem, public_key_from_pem};
+pub use gateway::{private_key_from_pem, public_key_from_pem};
 
 #[derive(Serialize)]
 struct Header {

@@ -235,7 +235,7 @@ fn admin_port(text: &str) -> u64 {
         .get("admin")
         .and_then(|a| a.get("listen"))
         .and_then(|l| l.as_str())
-        .map_or(u64::from(gateway::admin::DEFAULT_ADMIN_PORT), port_of)
+        .map_or_else(|| port_of(gateway::config::DEFAULT_ADMIN_LISTEN), port_of)
 }
 
 // === tests ===

@@ -362,7 +362,7 @@ fn key_files_outside_the_accepted_sizes_or_kinds_are_refused() {
     // OAEP cannot be undone with a public key.
     let err =
         PayloadKey::from_pem(&keys().read(PAYLOAD_PUBLIC), PayloadPadding::OaepSha256).unwrap_err();
-    assert!(matches!(err, gateway::keys::KeyError::OaepNeedsPrivateKey));
+    assert!(matches!(err, gateway::KeyError::OaepNeedsPrivateKey));
     // A private key is not a signing public key.
     assert!(SigningKey::from_pem(&keys().read(SIGNING_PRIVATE)).is_err());
     // 4096 bits is the largest size accepted.

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use gateway::reload::{KeyReloader, KeySources, ReloadOutcome, ReloadStats};
 use gateway::token::{Authenticator, Keys, PayloadPadding, Refusal, Target};
+use gateway::{KeyReloader, KeySources, ReloadOutcome, ReloadStats};
 use gateway_tooling::mint::MintMode;
 use token_support::*;
 
@@ -218,7 +218,7 @@ async fn no_request_fails_while_the_signing_key_rotates_under_load() {
     s.reloader.reload();
     let reloader = Arc::new(s.reloader);
     let running = Arc::new(tokio::sync::Notify::new());
-    let watcher = tokio::spawn(gateway::reload::run(
+    let watcher = tokio::spawn(gateway::run_reloads(
         vec![reloader.clone()],
         Duration::from_millis(5),
         {
