@@ -178,7 +178,7 @@ impl Reclaim {
                 ROUND
             } else {
                 // Nobody qualifies (every slot a tunnel, a request waiting on its upstream,
-                // or younger than a second): look again less and less often.
+                // or younger than its floor): look again less and less often.
                 let wait = pause;
                 pause = (pause * 2).min(LAST_ROUND);
                 wait
