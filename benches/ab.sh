@@ -39,12 +39,7 @@ BIN=$CARGO_TARGET_DIR/release
 CANDIDATE=${2:-$BIN/gateway}
 ON_LOAD=(taskset -c "$LOAD_CPU")
 
-"$BIN/keys-tool" gen --bits 1024 --out "$WORK/keys" >/dev/null
-K=$WORK/keys
-"$BIN/loadgen" mint --signing-key "$K/abcdesktop_jwt_desktop_signing_private_key.pem" \
-    --payload-key "$K/abcdesktop_jwt_desktop_payload_public_key.pem" --count 1 \
-    --lifetime 3600 --out "$WORK/token.txt" 2>/dev/null
-TOKEN=$(head -n 1 "$WORK/token.txt")
+bench_token "$BIN" "$WORK" # sets K and TOKEN
 
 "${ON_LOAD[@]}" "$BIN/loadgen" serve --http "127.0.0.1:$UP" --max-time 30m &
 PIDS+=($!)

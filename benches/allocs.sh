@@ -23,12 +23,7 @@ COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- gateway benches 
 cargo build --release -q -p benches --bin allocs -p keys-tool -p loadgen
 BIN=$CARGO_TARGET_DIR/release
 
-"$BIN/keys-tool" gen --bits 1024 --out "$WORK/keys" >/dev/null
-K=$WORK/keys
-"$BIN/loadgen" mint --signing-key "$K/abcdesktop_jwt_desktop_signing_private_key.pem" \
-    --payload-key "$K/abcdesktop_jwt_desktop_payload_public_key.pem" --count 1 \
-    --lifetime 3600 --out "$WORK/token.txt" 2>/dev/null
-TOKEN=$(head -n 1 "$WORK/token.txt")
+bench_token "$BIN" "$WORK" # sets K and TOKEN
 "$BIN/loadgen" serve --http "127.0.0.1:$UP" --max-time 30m &
 PIDS+=($!)
 wait_port "$UP"

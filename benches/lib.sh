@@ -8,6 +8,7 @@
 #   rss_kb PID        their resident memory, KiB
 #   gateway_toml PORT KEYDIR PORT_MAP [LIMITS]   a bench gateway's configuration (stdout)
 #   nginx_temp_paths DIR                          nginx's temporary paths under DIR (stdout)
+#   bench_token BIN DIR   1024-bit keys in DIR/keys (K) and one token minted with them (TOKEN)
 PIDS=()
 bench_cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -53,4 +54,12 @@ EOF
 nginx_temp_paths() {
     local t
     for t in client_body proxy fastcgi uwsgi scgi; do echo "    ${t}_temp_path $1/$t;"; done
+}
+bench_token() {
+    "$1/keys-tool" gen --bits 1024 --out "$2/keys" >/dev/null
+    K=$2/keys
+    "$1/loadgen" mint --signing-key "$K/abcdesktop_jwt_desktop_signing_private_key.pem" \
+        --payload-key "$K/abcdesktop_jwt_desktop_payload_public_key.pem" --count 1 \
+        --lifetime 3600 --out "$2/token.txt" 2>/dev/null
+    TOKEN=$(head -n 1 "$2/token.txt")
 }
