@@ -174,8 +174,8 @@ pub fn apply_profile(headers: &mut HeaderMap, profile: HeaderProfile, fwd: &Forw
         .map(host_without_port)
         .filter(|h| !h.is_empty());
     match (profile, client_host) {
-        // The client's own `Host` field, when it carries no port, is kept as it is.
-        (HeaderProfile::Proxy, Some(host)) if Some(host) == fwd.client_host => {
+        // A client `Host` field that already reads `host` (no port) is kept as it is.
+        (HeaderProfile::Proxy, Some(host)) => {
             if headers
                 .get(header::HOST)
                 .is_none_or(|v| v.as_bytes() != host.as_bytes())
@@ -183,7 +183,6 @@ pub fn apply_profile(headers: &mut HeaderMap, profile: HeaderProfile, fwd: &Forw
                 set(headers, &header::HOST, host);
             }
         }
-        (HeaderProfile::Proxy, Some(host)) => set(headers, &header::HOST, host),
         _ => set(headers, &header::HOST, &(fwd.upstream_host)()),
     }
     if !headers.contains_key(header::HOST) {
