@@ -43,6 +43,7 @@ pub(crate) mod reload;
 pub(crate) mod respond;
 pub mod routes;
 pub mod server;
+pub(crate) mod splice;
 pub(crate) mod telemetry;
 pub(crate) mod throttle;
 pub(crate) mod tls;

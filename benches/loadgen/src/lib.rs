@@ -148,6 +148,9 @@ pub struct RunArgs {
     /// websocket: handshakes in flight at once while opening tunnels.
     #[arg(long, default_value_t = 128)]
     pub open_concurrency: usize,
+    /// HTTP modes: one request per TCP connection (`Connection: close`, then a new connection).
+    #[arg(long)]
+    pub close: bool,
     /// websocket --idle: a file written once every tunnel is open (or failed).
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
@@ -511,6 +514,7 @@ struct Target {
     tokens: Tokens,
     deadline: Instant,
     msg_size: usize,
+    close: bool,
 }
 
 impl Target {
@@ -529,6 +533,9 @@ impl Target {
             .header(http::header::ORIGIN, format!("http://{}", self.authority));
         if self.token_in == TokenIn::Header {
             b = b.header("abcauthorization", format!("Bearer {token}"));
+        }
+        if self.close {
+            b = b.header(http::header::CONNECTION, "close");
         }
         b.body(Empty::new()).expect("valid request")
     }
@@ -584,6 +591,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         tokens,
         deadline: start + args.duration,
         msg_size: args.msg_size.max(1),
+        close: args.close,
     });
     let mut tally = Tally::new();
     if args.mode == Mode::Websocket {
@@ -673,7 +681,7 @@ async fn http_worker(t: Arc<Target>) -> Tally {
             tally.errors += 1;
             continue;
         };
-        let conn = tokio::spawn(conn);
+        let mut conn = tokio::spawn(conn);
         let errors_before = tally.errors;
         loop {
             if Instant::now() >= t.deadline {
@@ -731,6 +739,11 @@ async fn http_worker(t: Arc<Target>) -> Tally {
             }
             tally.record(start);
             *tally.status.entry(status).or_default() += 1;
+            if t.close {
+                // The server closes first, as it does for a browser's `Connection: close`.
+                let _ = timeout_at(deadline, &mut conn).await;
+                break;
+            }
         }
         conn.abort();
         if tally.errors > errors_before {
