@@ -132,6 +132,24 @@ async fn loadgen_modes_against_an_in_process_gateway() {
     assert!(json["latency"]["p99_us"].as_u64().unwrap() > 0);
     assert_eq!(r.bytes, r.requests * loadgen::SMALL_BODY.len() as u64);
 
+    // One request per connection: every answer still arrives whole.
+    let (r, json) = run(
+        &s,
+        &[
+            "--mode",
+            "cached",
+            "--connections",
+            "2",
+            "--duration",
+            "1s",
+            "--close",
+        ],
+    )
+    .await;
+    assert!(r.requests > 20, "{json}");
+    assert_eq!(r.ok, r.requests, "{json}");
+    assert_eq!(r.errors, 0, "{json}");
+
     let (r, json) = run(
         &s,
         &[
