@@ -4,9 +4,10 @@
 //! the copy: 16 KiB per WebSocket tunnel, even when the tunnel sits idle for hours (most
 //! abcdesktop tunnels do). Here a direction takes its buffer when its reader has bytes and gives
 //! it back as soon as the reader has nothing more and everything read was written, so an idle
-//! tunnel holds none. A reader is polled with a buffer only after it woke the task, so a burst
-//! costs one allocation, however many reads it takes; a writer that cannot keep up keeps the
-//! bytes it still owes, no more (one buffer per direction, as before).
+//! tunnel holds none. A burst costs one allocation however many reads it takes, but each
+//! wake-up of the task polls both directions, so the one that did not wake takes a buffer for
+//! a read that finds nothing and gives it straight back. A writer that cannot keep up keeps
+//! the bytes it still owes, no more (one buffer per direction, as before).
 //!
 //! The semantics are `copy_bidirectional`'s: when one side's reader ends, the other side's
 //! writer is flushed and shut down and the other direction carries on; the copy completes when

@@ -1,10 +1,10 @@
 //! WebSocket (HTTP/1.1 `Upgrade`) pass-through, after the request was authorized.
 //!
 //! The upstream exchange is [`crate::upstream`]'s (a dedicated connection, never pooled).
-//! When the upstream answers `101`, both sides are upgraded and spliced by
-//! [`crate::splice`] (no buffer held while the tunnel is idle); the tunnel closes after the route's `read_timeout`
-//! without traffic in either direction (nginx's `proxy_read_timeout` on `ws.conf`
-//! locations). Frames are not inspected; the token is not re-checked on an open tunnel.
+//! When the upstream answers `101`, both sides are upgraded and spliced by [`crate::splice`]
+//! (no buffer held while the tunnel is idle); the tunnel closes after the route's
+//! `read_timeout` without traffic in either direction (nginx's `proxy_read_timeout` on
+//! `ws.conf` locations). Frames are not inspected; the token is not re-checked on an open tunnel.
 //! Bytes are counted as they pass (the counters move every few seconds), and the tunnel's
 //! end writes one access line with its duration and bytes each way.
 
