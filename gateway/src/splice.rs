@@ -4,9 +4,10 @@
 //! the copy: 16 KiB per WebSocket tunnel, even when the tunnel sits idle for hours (most
 //! abcdesktop tunnels do). Here a direction takes its buffer when its reader has bytes and gives
 //! it back as soon as the reader has nothing more and everything read was written, so an idle
-//! tunnel holds none. A burst costs one allocation however many reads it takes, but each
-//! wake-up of the task polls both directions, so the one that did not wake takes a buffer for
-//! a read that finds nothing and gives it straight back. A writer that cannot keep up keeps
+//! tunnel holds none. A burst costs one allocation however many reads it takes. Each wake-up of
+//! the task polls both directions; a buffer given back during it is kept as the spare for the
+//! rest of that wake-up, so the direction that did not wake reads into it rather than into a
+//! new one, and a wake-up costs one allocation, not two. A writer that cannot keep up keeps
 //! the bytes it still owes, no more (one buffer per direction, as before).
 //!
 //! The semantics are `copy_bidirectional`'s: when one side's reader ends, the other side's
@@ -22,7 +23,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The size of a direction's buffer while it holds one (tokio's copy uses the same).
-pub(crate) const BUFFER: usize = 8 * 1024;
+const BUFFER: usize = 8 * 1024;
 
 /// One direction of the copy.
 #[derive(Default)]
@@ -42,9 +43,12 @@ struct Direction {
 }
 
 impl Direction {
+    /// `spare`: a buffer given back earlier in this wake-up, taken before allocating one, and
+    /// where this direction leaves its own when it gives it back.
     fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
+        spare: &mut Option<BytesMut>,
         mut reader: Pin<&mut R>,
         mut writer: Pin<&mut W>,
     ) -> Poll<io::Result<u64>>
@@ -58,16 +62,20 @@ impl Direction {
             }
             let pending = self.buf.as_ref().map_or(0, |buf| buf.len() - self.pos);
             if pending == 0 && !self.read_done {
-                let buf = self
-                    .buf
-                    .get_or_insert_with(|| BytesMut::with_capacity(BUFFER));
+                let buf = self.buf.get_or_insert_with(|| {
+                    spare.take().unwrap_or_else(|| {
+                        #[cfg(test)]
+                        tests::NEW_BUFFERS.with(|n| n.set(n.get() + 1));
+                        BytesMut::with_capacity(BUFFER)
+                    })
+                });
                 buf.clear();
                 self.pos = 0;
                 match tokio_util::io::poll_read_buf(reader.as_mut(), cx, buf) {
                     Poll::Pending => {
                         // Nothing more to read now: give the buffer back, then push out
                         // what was written before waiting.
-                        self.buf = None;
+                        *spare = self.buf.take();
                         if self.unflushed {
                             ready!(writer.as_mut().poll_flush(cx))?;
                             self.unflushed = false;
@@ -77,7 +85,7 @@ impl Direction {
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Ready(Ok(0)) => {
                         self.read_done = true;
-                        self.buf = None;
+                        *spare = self.buf.take();
                     }
                     Poll::Ready(Ok(_)) => {}
                 }
@@ -121,12 +129,14 @@ impl Splice {
         A: AsyncRead + AsyncWrite + Unpin + ?Sized,
         B: AsyncRead + AsyncWrite + Unpin + ?Sized,
     {
+        // Dropped when this wake-up ends: an idle tunnel keeps no buffer.
+        let mut spare = None;
         let there = self
             .a_to_b
-            .poll_copy(cx, Pin::new(&mut *a), Pin::new(&mut *b))?;
+            .poll_copy(cx, &mut spare, Pin::new(&mut *a), Pin::new(&mut *b))?;
         let back = self
             .b_to_a
-            .poll_copy(cx, Pin::new(&mut *b), Pin::new(&mut *a))?;
+            .poll_copy(cx, &mut spare, Pin::new(&mut *b), Pin::new(&mut *a))?;
         match (there, back) {
             (Poll::Ready(there), Poll::Ready(back)) => Poll::Ready(Ok((there, back))),
             _ => Poll::Pending,
@@ -154,7 +164,13 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+
+    thread_local! {
+        /// Buffers allocated on this thread (a current-thread test runtime runs here).
+        pub(super) static NEW_BUFFERS: Cell<usize> = const { Cell::new(0) };
+    }
 
     /// Polls the splice once.
     async fn poll_once(
@@ -216,6 +232,26 @@ mod tests {
         let mut back = Vec::new();
         a_peer.read_to_end(&mut back).await.unwrap_or_default();
         assert_eq!(back, b"bye");
+    }
+
+    #[tokio::test]
+    async fn a_wake_up_for_one_direction_allocates_one_buffer() {
+        let (mut a, mut a_peer) = duplex(64 * 1024);
+        let (mut b, mut b_peer) = duplex(64 * 1024);
+        let mut splice = Splice::default();
+        assert!(poll_once(&mut splice, &mut a, &mut b).await.is_pending());
+        let before = NEW_BUFFERS.with(Cell::get);
+        for round in 0..10u8 {
+            a_peer.write_all(&[round; 100]).await.unwrap_or_default();
+            assert!(poll_once(&mut splice, &mut a, &mut b).await.is_pending());
+            let mut got = [0; 100];
+            b_peer.read_exact(&mut got).await.unwrap_or_default();
+            assert_eq!(got, [round; 100]);
+        }
+        // Each wake-up: a→b reads into a new buffer, finds no more and gives it back; b→a,
+        // with nothing to read, uses that one rather than a second.
+        assert_eq!(NEW_BUFFERS.with(Cell::get) - before, 10);
+        assert_eq!(splice.buffers_held(), 0);
     }
 
     #[tokio::test]
