@@ -80,7 +80,7 @@ start_gateway "$CANDIDATE" "$B_PORT"
 B_PID=$!
 for p in "$UP" "$NGINX_PORT" "$A_PORT" "$B_PORT"; do wait_port "$p"; done
 
-ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user system (one process; nginx: its worker)
+# CPU time of one process each (nginx: its worker).
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 for round in $(seq "$ROUNDS"); do
@@ -90,11 +90,11 @@ for round in $(seq "$ROUNDS"); do
         "$LABEL_A") port=$A_PORT pid=$A_PID ;;
         *) port=$B_PORT pid=$B_PID ;;
         esac
-        read -r u0 s0 < <(ticks "$pid")
+        read -r u0 s0 < <(cpu_ticks "$pid")
         "${ON_LOAD[@]}" "$BIN/loadgen" run --quiet --mode cached --connections "$CONNS" \
             --duration "$DUR" --url "http://127.0.0.1:$port" --path /spawner/bench \
             --token "$TOKEN" --json "$WORK/$which-$round.json"
-        read -r u1 s1 < <(ticks "$pid")
+        read -r u1 s1 < <(cpu_ticks "$pid")
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$which" "$round" \
             "$(jq -r .ok "$WORK/$which-$round.json")" \
             "$(jq -r .requests_per_s "$WORK/$which-$round.json")" \

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# benches/compare.sh: the gateway against a plain nginx reverse proxy, on this machine, in one
-# run, alternating nginx / gateway (A B A B ...), everything on 127.0.0.1.
+# benches/compare.sh: the gateway against its peers on this machine, in one run, alternating
+# nginx / HAProxy / HAProxy checking the token / gateway (A B C D A B C D ...), on 127.0.0.1.
 #
-#   benches/compare.sh            # ≈ 5 minutes; writes benches/results/<date>-<shortsha>.{md,svg}
+#   benches/compare.sh            # ≈ 9 minutes; writes benches/results/<date>-<shortsha>.{md,svg}
 #
 # Environment knobs (defaults in brackets): DUR [6s] per HTTP/WS run, ROUNDS [2], CONNS [32],
 # IDLE_TUNNELS [5000], IDLE_HOLD [12s], PROXY_CPU [0] (the proxy under test), LOAD_CPU [1]
 # (loadgen and the upstream), CARGO_TARGET_DIR [target], BASE_PORT [18080].
 #
-# Installs Debian's nginx if it is missing (needs root and the network once), builds the release
-# binaries, starts `loadgen serve` (23-byte answers, `?size=N` bodies, WebSocket echo), nginx
-# (1 worker, upstream keep-alive, no access log) and the gateway (1 worker thread, throw-away
-# keys, allow_loopback, port_map to the upstream, no access log), then runs `loadgen run`
-# against each. Every figure in the report is a ratio between runs of this one invocation.
+# Installs Debian's nginx and HAProxy if they are missing (needs root and the network once),
+# builds the release binaries, starts `loadgen serve` (23-byte answers, `?size=N` bodies,
+# WebSocket echo), nginx (1 worker, upstream keep-alive, no access log), HAProxy (1 thread,
+# `http-reuse always`, no log) as a plain proxy and, on a second frontend of the same process,
+# verifying the RS256 signature of every token itself (`jwt_verify`, 401 on failure; HAProxy can
+# neither decrypt `hash` nor cache a verdict), and the gateway (1 worker thread, throw-away keys,
+# allow_loopback, port_map to the upstream, no access log), then runs `loadgen run` against
+# each. Every figure in the report is a ratio between runs of this one invocation.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +32,8 @@ BASE_PORT=${BASE_PORT:-18080}
 UP_HTTP=$BASE_PORT
 UP_WS=$((BASE_PORT + 1))
 NGINX_PORT=$((BASE_PORT + 10))
+HAPROXY_PORT=$((BASE_PORT + 15))     # plain proxy
+HAPROXY_JWT_PORT=$((BASE_PORT + 16)) # the same process, verifying the token's signature
 GW_PORT=$((BASE_PORT + 11))      # 1024-bit keys, access log off
 GW_LOG_PORT=$((BASE_PORT + 12))  # 1024-bit keys, access log on (forged flood)
 GW_2048_PORT=$((BASE_PORT + 13)) # 2048-bit keys, access log off (unique tokens)
@@ -51,6 +56,12 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y nginx
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; then
+    log "installing Debian's HAProxy"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy
+fi
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
 # --- build -----------------------------------------------------------------------------------
 COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- gateway benches Cargo.lock || echo ' + uncommitted changes')"
@@ -116,6 +127,41 @@ taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx.conf" &
 NGINX_PID=$!
 PIDS+=($NGINX_PID)
 
+# One thread, no log. `maxconn` stays under the open-files limit (HAProxy refuses to start
+# otherwise). The `jwt` frontend takes the token where the gateway does (ABCAuthorization
+# bearer, else ?jwt_token=), pins the algorithm and checks the signature on every request.
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 9000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 3600s
+    http-reuse always
+frontend plain
+    bind 127.0.0.1:$HAPROXY_PORT
+    use_backend ws if { path_beg /websockify }
+    default_backend up
+frontend jwt
+    bind 127.0.0.1:$HAPROXY_JWT_PORT
+    http-request set-var(txn.bearer) http_auth_bearer(abcauthorization)
+    http-request set-var(txn.bearer) url_param(jwt_token) unless { var(txn.bearer) -m len 1: }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_header_query('\$.alg') -m str RS256 }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(RS256,"$WORK/keys1024/$SIGNING_PUB") -m int 1 }
+    use_backend ws if { path_beg /websockify }
+    default_backend up
+backend up
+    server up 127.0.0.1:$UP_HTTP
+backend ws
+    server ws 127.0.0.1:$UP_WS
+EOF
+taskset -c "$PROXY_CPU" "$HAPROXY" -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+HAPROXY_PID=$!
+PIDS+=($HAPROXY_PID)
+
 gateway_conf() { # port bits access_log auth_failures_per_ip
     cat <<EOF
 listen = "127.0.0.1:$1"
@@ -154,25 +200,31 @@ start_gateway "$GW_2048_PORT" 2048 false "$WORK/gateway-2048.log"
 GW_2048_PID=$!
 start_gateway "$GW_THR_PORT" 1024 true "$WORK/gateway-throttled.log" 300
 GW_THR_PID=$!
-for p in "$UP_HTTP" "$UP_WS" "$NGINX_PORT" "$GW_PORT" "$GW_LOG_PORT" "$GW_2048_PORT" "$GW_THR_PORT"; do
+for p in "$UP_HTTP" "$UP_WS" "$NGINX_PORT" "$HAPROXY_PORT" "$HAPROXY_JWT_PORT" "$GW_PORT" "$GW_LOG_PORT" "$GW_2048_PORT" "$GW_THR_PORT"; do
     wait_port "$p"
 done
 
 TICKS=$(getconf CLK_TCK)
+# The compared proxies, in round order: name, port, pid (haproxy_jwt is the plain HAProxy
+# process's second frontend, so both share a pid; they are never measured at once).
+PROXIES=(nginx haproxy haproxy_jwt gateway)
+declare -A PORT_OF=([nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT [haproxy_jwt]=$HAPROXY_JWT_PORT [gateway]=$GW_PORT)
+declare -A PID_OF=([nginx]=$NGINX_PID [haproxy]=$HAPROXY_PID [haproxy_jwt]=$HAPROXY_PID [gateway]=$GW_PID)
 
 # run NAME PROXY_NAME PORT PID loadgen-args...: one measured run, JSON + proxy CPU seconds.
 run() {
     local name=$1 proxy=$2 port=$3 pid=$4
     shift 4
     local out=$JSON/$name-$proxy-$ROUND.json
-    local t0
-    t0=$(cpu_ticks "$pid")
+    local u0 s0 u1 s1
+    read -r u0 s0 < <(cpu_ticks "$pid")
     "${LOADGEN[@]}" run --quiet --url "http://127.0.0.1:$port" --json "$out" "$@"
-    local t1
-    t1=$(cpu_ticks "$pid")
-    local cpu
-    cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$TICKS" 'BEGIN { printf "%.3f", (b - a) / hz }')
-    jq --argjson cpu "$cpu" '. + {proxy_cpu_s: $cpu}' "$out" >"$out.tmp" && mv "$out.tmp" "$out"
+    read -r u1 s1 < <(cpu_ticks "$pid")
+    local user=$(((u1 - u0))) sys=$(((s1 - s0))) cpu
+    cpu=$(awk -v t=$((user + sys)) -v hz="$TICKS" 'BEGIN { printf "%.3f", t / hz }')
+    jq --argjson cpu "$cpu" --argjson u "$user" --argjson s "$sys" --argjson hz "$TICKS" \
+        '. + {proxy_cpu_s: $cpu, proxy_user_s: ($u / $hz), proxy_sys_s: ($s / $hz)}' "$out" \
+        >"$out.tmp" && mv "$out.tmp" "$out"
     log "$name $proxy round $ROUND: $(jq -r '"\(.requests_per_s | floor)/s  \(.bytes_per_s / 1e6 | floor) MB/s  p99 \(.latency.p99_us)µs  ok \(.ok) refused \(.refused) errors \(.errors)"' "$out")  proxy CPU ${cpu}s"
 }
 
@@ -186,16 +238,20 @@ done
 # --- A/B rounds ------------------------------------------------------------------------------
 for ROUND in $(seq "$ROUNDS"); do
     log "round $ROUND"
-    for proxy in nginx gateway; do
-        if [ $proxy = nginx ]; then port=$NGINX_PORT pid=$NGINX_PID; else port=$GW_PORT pid=$GW_PID; fi
+    for proxy in "${PROXIES[@]}"; do
+        port=${PORT_OF[$proxy]} pid=${PID_OF[$proxy]}
         run cached $proxy "$port" "$pid" --mode cached --connections "$CONNS" --duration "$DUR" \
             $(keyargs 1024) --path /spawner/bench
+        run close $proxy "$port" "$pid" --mode cached --close --connections "$CONNS" \
+            --duration "$DUR" $(keyargs 1024) --path /spawner/bench
         run stream $proxy "$port" "$pid" --mode stream --connections 1 --duration "$DUR" \
             $(keyargs 1024) --path "/filer/bench?size=$BIG"
         run websocket $proxy "$port" "$pid" --mode websocket --connections "$CONNS" \
             --duration "$DUR" $(keyargs 1024)
+        run ws64k $proxy "$port" "$pid" --mode websocket --msg-size 65536 --connections 8 \
+            --duration "$DUR" $(keyargs 1024)
     done
-    # The gateway only: nginx checks no token.
+    # The gateway only: the peers decrypt no token.
     run unique1024 gateway "$GW_PORT" "$GW_PID" --mode unique --connections "$CONNS" \
         --duration 5s --tokens "$WORK/tokens1024-$ROUND.txt" --path /spawner/bench
     run unique2048 gateway "$GW_2048_PORT" "$GW_2048_PID" --mode unique --connections "$CONNS" \
@@ -219,22 +275,15 @@ done
 
 # --- idle tunnels: RSS per tunnel ------------------------------------------------------------
 ROUND=1
-for proxy in nginx gateway; do
-    if [ $proxy = nginx ]; then port=$NGINX_PORT pid=$NGINX_PID; else port=$GW_PORT pid=$GW_PID; fi
-    rm -f "$WORK/ready"
-    rss0=$(rss_kb "$pid")
-    "${LOADGEN[@]}" run --quiet --url "http://127.0.0.1:$port" --mode websocket --idle \
-        --connections "$IDLE_TUNNELS" --duration "$IDLE_HOLD" $(keyargs 1024) \
-        --ready-file "$WORK/ready" --json "$JSON/idle-$proxy-1.json" &
-    lg=$!
-    for _ in $(seq 200); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
-    sleep 1
-    rss1=$(rss_kb "$pid")
-    wait $lg
+for proxy in nginx haproxy gateway; do
+    port=${PORT_OF[$proxy]} pid=${PID_OF[$proxy]}
     f=$JSON/idle-$proxy-1.json
-    jq --argjson a "$rss0" --argjson b "$rss1" '. + {rss_before_kb: $a, rss_held_kb: $b}' "$f" \
+    idle_rss "$pid" "$WORK/ready" "${LOADGEN[@]}" run --quiet --url "http://127.0.0.1:$port" \
+        --mode websocket --idle --connections "$IDLE_TUNNELS" --duration "$IDLE_HOLD" \
+        $(keyargs 1024) --ready-file "$WORK/ready" --json "$f"
+    jq --argjson a "$RSS0" --argjson b "$RSS1" '. + {rss_before_kb: $a, rss_held_kb: $b}' "$f" \
         >"$f.tmp" && mv "$f.tmp" "$f"
-    log "idle $proxy: $(jq -r '"held \(.tunnels_held)/\(.connections)"' "$f"), RSS $rss0 → $rss1 kB"
+    log "idle $proxy: $(jq -r '"held \(.tunnels_held)/\(.connections)"' "$f"), RSS $RSS0 → $RSS1 kB"
     sleep 2
 done
 
@@ -250,6 +299,7 @@ OUT=benches/results/$DATE-$SHA
     echo "cpu=$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')"
     echo "rustc=$(rustc --version)"
     echo "nginx=$("$NGINX" -v 2>&1)"
+    echo "haproxy=$("$HAPROXY" -v | head -n 1)"
     echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "settings=DUR=$DUR ROUNDS=$ROUNDS CONNS=$CONNS IDLE_TUNNELS=$IDLE_TUNNELS PROXY_CPU=$PROXY_CPU LOAD_CPU=$LOAD_CPU"
 } >"$WORK/meta.txt"

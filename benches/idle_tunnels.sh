@@ -31,16 +31,10 @@ for round in $(seq "$ROUNDS"); do
         gp=$!
         wait_port 19090
         sleep 0.5
-        r0=$(rss_kb "$gp")
-        rm -f "$W/ready"
-        "$BIN/loadgen" run --quiet --url http://127.0.0.1:19090 --mode websocket --idle \
-            --connections "$N" --duration 20s --token "$TOKEN" --ready-file "$W/ready" \
-            --json "$W/idle.json" &
-        lg=$!
-        for _ in $(seq 300); do [ -e "$W/ready" ] && break; sleep 0.1; done
-        sleep 2
-        r1=$(rss_kb "$gp")
-        wait $lg
+        idle_rss "$gp" "$W/ready" "$BIN/loadgen" run --quiet --url http://127.0.0.1:19090 \
+            --mode websocket --idle --connections "$N" --duration 20s --token "$TOKEN" \
+            --ready-file "$W/ready" --json "$W/idle.json"
+        r0=$RSS0 r1=$RSS1
         echo "round $round $label: held $(jq .tunnels_held "$W/idle.json")/$N, RSS $r0 → $r1 kB, $(((r1 - r0) * 1024 / N)) B per tunnel"
         kill "$gp"
         wait "$gp" 2>/dev/null || true

@@ -4,8 +4,10 @@
 #   log TEXT          a timestamped line on stderr
 #   wait_port PORT    until 127.0.0.1:PORT accepts (10 s at most)
 #   proc_pids PID     PID, or nginx's master and workers
-#   cpu_ticks PID     user + system clock ticks of those processes
+#   cpu_ticks PID     user and system clock ticks of those processes ("USER SYS")
 #   rss_kb PID        their resident memory, KiB
+#   idle_rss PID READY CMD...  runs CMD (a `loadgen run --idle --ready-file READY ...`) and sets
+#                     RSS0 (PID's RSS before) and RSS1 (with every tunnel open), KiB
 #   gateway_toml PORT KEYDIR PORT_MAP [LIMITS]   a bench gateway's configuration (stdout)
 #   nginx_temp_paths DIR                          nginx's temporary paths under DIR (stdout)
 #   bench_token BIN DIR   1024-bit keys in DIR/keys (K) and one token minted with them (TOKEN)
@@ -26,8 +28,27 @@ wait_port() {
     return 1
 }
 proc_pids() { if [ "$1" = "${NGINX_PID:-}" ]; then echo "$1" $(ps -o pid= --ppid "$1"); else echo "$1"; fi; }
-cpu_ticks() { local t=0; for p in $(proc_pids "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+cpu_ticks() {
+    local u=0 s=0 pu ps p
+    for p in $(proc_pids "$1"); do
+        read -r pu ps < <(awk '{print $14, $15}' "/proc/$p/stat")
+        u=$((u + pu)) s=$((s + ps))
+    done
+    echo "$u $s"
+}
 rss_kb() { local t=0; for p in $(proc_pids "$1"); do t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$t"; }
+idle_rss() {
+    local pid=$1 ready=$2 lg
+    shift 2
+    rm -f "$ready"
+    RSS0=$(rss_kb "$pid")
+    "$@" &
+    lg=$!
+    for _ in $(seq 300); do [ -e "$ready" ] && break; sleep 0.1; done
+    sleep 1 # let the last handshakes' transient buffers go
+    RSS1=$(rss_kb "$pid")
+    wait "$lg"
+}
 # One worker thread, no admin listener, no drain delay, no access log; PORT_MAP is the inside
 # of the TOML inline table, LIMITS extra lines for [limits].
 gateway_toml() {

@@ -4,7 +4,8 @@
 usage: report.py JSON_DIR META_FILE OUT.md OUT.svg
 
 Every figure is the mean over the rounds of one compare.sh invocation; per-round values are
-listed beside it. Ratios are gateway / nginx measured in the same invocation.
+listed beside it. Ratios are gateway / nginx and gateway / HAProxy measured in the same
+invocation; HAProxy checking the token is listed beside them.
 """
 import glob
 import json
@@ -57,47 +58,81 @@ per_cpu = lambda r: r["requests"] / r["proxy_cpu_s"] if r.get("proxy_cpu_s") els
 refused_per_cpu = lambda r: r["refused"] / r["proxy_cpu_s"] if r.get("proxy_cpu_s") else float("nan")
 ok_per_cpu = lambda r: r["ok"] / r["proxy_cpu_s"] if r.get("proxy_cpu_s") else float("nan")
 
-rows = []  # (scenario, metric, nginx, gateway, ratio text, target text)
-chart = []  # (label, ratio, target)
+PEERS = [("nginx", "nginx"), ("haproxy", "HAProxy"), ("haproxy_jwt", "HAProxy + jwt_verify")]
+RATIO_TO = [("nginx", "nginx"), ("haproxy", "HAProxy")]  # the targets are against these two
+rows = []  # (scenario, metric, one cell per peer, gateway, one ratio per RATIO_TO, target text)
+chart = []  # (label, ratio, target, higher_is_better)
+
+
+def verdict(ratio, target, higher_is_better):
+    if target is None or ratio != ratio:
+        return ""
+    met = ratio >= target if higher_is_better else ratio <= target
+    return "✔" if met else "✘"
 
 
 def ab(scenario, metric, fn, unit, target=None, higher_is_better=True, chart_label=None):
-    n, g = values(scenario, "nginx", fn), values(scenario, "gateway", fn)
-    ratio = mean(g) / mean(n) if n and g and mean(n) else float("nan")
-    verdict = ""
-    if target is not None and ratio == ratio:
-        met = ratio >= target if higher_is_better else ratio <= target
-        verdict = ("✔ " if met else "✘ ") + ("≥ " if higher_is_better else "≤ ") + f"{target}×"
-    rows.append((scenario, metric, f"{fmt(mean(n), unit)} ({per_round(n)})",
-                 f"{fmt(mean(g), unit)} ({per_round(g)})", f"**{fmt(ratio)}×**", verdict))
-    if chart_label:
-        chart.append((chart_label, ratio, target if target is not None else 1.0, higher_is_better))
+    g = values(scenario, "gateway", fn)
+    if not g:
+        return
+    cells = []
+    for peer, _ in PEERS:
+        v = values(scenario, peer, fn)
+        cells.append(f"{fmt(mean(v), unit)} ({per_round(v)})" if v else "—")
+    ratios, verdicts = [], []
+    for peer, name in RATIO_TO:
+        v = values(scenario, peer, fn)
+        ratio = mean(g) / mean(v) if v and mean(v) else float("nan")
+        ratios.append(f"**{fmt(ratio)}×**" if ratio == ratio else "")
+        if target is not None and v:
+            verdicts.append(f"{verdict(ratio, target, higher_is_better)} {name}")
+        if chart_label:
+            chart.append((f"{chart_label} vs {name}", ratio, target if target is not None else 1.0,
+                          higher_is_better))
+    target_text = ""
+    if target is not None:
+        target_text = ("≥ " if higher_is_better else "≤ ") + f"{target}×: " + ", ".join(verdicts)
+    rows.append((scenario, metric, *cells, f"{fmt(mean(g), unit)} ({per_round(g)})", *ratios,
+                 target_text))
 
 
 def gateway_only(scenario, metric, fn, unit, ratio_to=None, ratio_label="", target=None):
     g = values(scenario, "gateway", fn)
     if not g:
         return
-    ratio_text, verdict = "", ""
+    ratio_text, verdict_text = "", ""
     if ratio_to:
         ratio = mean(g) / ratio_to
         ratio_text = f"**{fmt(ratio)}×** {ratio_label}"
         if target is not None:
-            verdict = ("✔ " if ratio >= target else "✘ ") + f"≥ {target}×"
-    rows.append((scenario, metric, "—", f"{fmt(mean(g), unit)} ({per_round(g)})", ratio_text, verdict))
+            verdict_text = ("✔ " if ratio >= target else "✘ ") + f"≥ {target}×"
+    rows.append((scenario, metric, *["—"] * len(PEERS), f"{fmt(mean(g), unit)} ({per_round(g)})",
+                 ratio_text, *[""] * (len(RATIO_TO) - 1), verdict_text))
 
 
-ab("cached", "requests/s", rps, "", target=1.0, chart_label="cached GET req/s")
-ab("cached", "p99 latency µs", p99, "", target=1.0, higher_is_better=False, chart_label="cached GET p99")
-ab("cached", "p50 latency µs", p50, "", higher_is_better=False)
-ab("cached", "requests per proxy CPU-second", per_cpu, "", target=1.0, chart_label="cached GET req/CPU-s")
+user_us = lambda r: r["proxy_user_s"] / r["requests"] * 1e6 if r.get("requests") else float("nan")
+sys_us = lambda r: r["proxy_sys_s"] / r["requests"] * 1e6 if r.get("requests") else float("nan")
+for scenario, what in (("cached", "cached GET"), ("close", "connection per request")):
+    ab(scenario, "requests/s", rps, "", target=1.0, chart_label=f"{what} req/s")
+    ab(scenario, "p99 latency µs", p99, "", target=1.0, higher_is_better=False,
+       chart_label=f"{what} p99")
+    ab(scenario, "p50 latency µs", p50, "", higher_is_better=False)
+    ab(scenario, "requests per proxy CPU-second", per_cpu, "", target=1.0,
+       chart_label=f"{what} req/CPU-s")
+    ab(scenario, "proxy user µs per request", user_us, "", higher_is_better=False)
+    ab(scenario, "proxy kernel µs per request", sys_us, "", higher_is_better=False)
+    ab(scenario, "non-2xx answers", lambda r: r["requests"] - r["ok"], "", higher_is_better=False)
 ab("stream", "1 GiB download MB/s", mbps, "", target=1.0, chart_label="1 GiB download MB/s")
 ab("stream", "MB per proxy CPU-second", lambda r: r["bytes"] / 1e6 / r["proxy_cpu_s"], "",
    chart_label="1 GiB download MB/CPU-s")
 ab("stream", "time per 1 GiB, p50 ms", lambda r: p50(r) / 1000, "", higher_is_better=False)
-ab("websocket", "echo round trips/s", rps, "", chart_label="WebSocket echo msg/s")
+ab("websocket", "echo round trips/s (64-byte binary)", rps, "", chart_label="WebSocket echo msg/s")
 ab("websocket", "echo p99 µs", p99, "", higher_is_better=False)
 ab("websocket", "round trips per proxy CPU-second", per_cpu, "", chart_label="WebSocket msg/CPU-s")
+ab("ws64k", "64 KiB binary echo, MB/s each way", mbps, "", chart_label="WebSocket 64 KiB MB/s")
+ab("ws64k", "MB per proxy CPU-second", lambda r: r["bytes"] / 1e6 / r["proxy_cpu_s"], "",
+   chart_label="WebSocket 64 KiB MB/CPU-s")
+ab("ws64k", "echo p99 µs", p99, "", higher_is_better=False)
 for bits in (1024, 2048):
     s = f"unique{bits}"
     gateway_only(s, f"new tokens/s ({bits}-bit signing + payload keys)", ok_ps, "",
@@ -118,46 +153,56 @@ for pool in (1000, 300000, "throttled"):
     gateway_only(s, "non-refused answers", lambda r: r["requests"] - r["refused"], "")
 
 idle = {}
-for proxy in ("nginx", "gateway"):
+for proxy in ("nginx", "haproxy", "gateway"):
     rs = runs.get(("idle", proxy))
     if rs:
         r = rs[0]
         held = max(r["tunnels_held"], 1)
-        idle[proxy] = (r["tunnels_held"], r["connections"], (r["rss_held_kb"] - r["rss_before_kb"]) * 1024 / held / 1000)
-if idle:
-    n = idle.get("nginx", (0, 0, float("nan")))
-    g = idle.get("gateway", (0, 0, float("nan")))
-    ratio = g[2] / n[2] if n[2] else float("nan")
-    rows.append(("idle", "tunnels held", f"{n[0]}/{n[1]}", f"{g[0]}/{g[1]}", "", ""))
-    rows.append(("idle", "RSS per idle tunnel, kB", fmt(n[2]), fmt(g[2]), f"**{fmt(ratio)}×**", ""))
-    chart.append(("RSS per idle tunnel", ratio, 1.0, False))
+        idle[proxy] = (f"{r['tunnels_held']}/{r['connections']}",
+                       (r["rss_held_kb"] - r["rss_before_kb"]) * 1024 / held / 1000)
+if "gateway" in idle:
+    none = ("—", float("nan"))
+    peer_idle = [idle.get(p, none) for p, _ in PEERS]
+    g = idle["gateway"]
+    ratios = [g[1] / idle[p][1] if p in idle and idle[p][1] else float("nan") for p, _ in RATIO_TO]
+    rows.append(("idle", "tunnels held", *[c[0] for c in peer_idle], g[0], *[""] * len(RATIO_TO), ""))
+    rows.append(("idle", "RSS per idle tunnel, kB", *[fmt(c[1]) for c in peer_idle], fmt(g[1]),
+                 *[f"**{fmt(x)}×**" for x in ratios], ""))
+    for (_, name), x in zip(RATIO_TO, ratios):
+        chart.append((f"RSS per idle tunnel vs {name}", x, 1.0, False))
 
 with open(out_md, "w") as f:
-    f.write(f"# Gateway vs nginx, {meta.get('date', '')}\n\n")
+    f.write(f"# Gateway vs nginx and HAProxy, {meta.get('date', '')}\n\n")
     f.write("Produced by `benches/compare.sh`. Every value is the mean of the rounds, with the "
-            "per-round values in brackets; rounds alternate nginx and the gateway. The proxy under "
-            "test runs on its own core (1 nginx worker; the gateway with 1 worker thread); the "
+            "per-round values in brackets; rounds alternate nginx, HAProxy, HAProxy checking the "
+            "token, and the gateway. *HAProxy + jwt_verify* checks the RS256 signature of every "
+            "request's token (algorithm pinned, 401 on failure) but cannot decrypt the `hash` "
+            "claim and has no verdict cache; it routes to a fixed upstream. The gateway verifies, "
+            "decrypts and caches. The proxy under "
+            "test runs on its own core (1 nginx worker; 1 HAProxy thread; the gateway with 1 "
+            "worker thread); the "
             "load generator and the upstream share the other core, so the load generator can be "
             "the bottleneck: *per proxy CPU-second* rows divide by the CPU time the proxy "
             "actually used and are the per-core efficiency.\n\n")
     f.write("| machine | |\n|---|---|\n")
-    for k in ("date", "commit", "cpu", "nproc", "load", "rustc", "nginx", "settings"):
+    for k in ("date", "commit", "cpu", "nproc", "load", "rustc", "nginx", "haproxy", "settings"):
         f.write(f"| {k} | `{meta.get(k, '')}` |\n")
-    f.write("\n| scenario | metric | nginx | gateway | gateway / nginx (or as stated) | target |\n")
-    f.write("|---|---|---|---|---|---|\n")
+    head = ["scenario", "metric", *[n for _, n in PEERS], "gateway",
+            *[f"gateway / {n} (or as stated)" for _, n in RATIO_TO], "target"]
+    f.write("\n| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
     for row in rows:
         f.write("| " + " | ".join(row) + " |\n")
     f.write(f"\n![ratios]({os.path.basename(out_svg)})\n")
 
-# A horizontal bar chart of the gateway / nginx ratios, with the 1.0 line.
-W, bar_h, gap, left, top = 760, 26, 12, 230, 50
+# A horizontal bar chart of the gateway / peer ratios, with the 1.0 line.
+W, bar_h, gap, left, top = 860, 22, 8, 330, 50
 H = top + len(chart) * (bar_h + gap) + 40
 finite = [c[1] for c in chart if c[1] == c[1]]
 xmax = max([2.0] + [x * 1.1 for x in finite])
 scale = (W - left - 80) / xmax
 svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="13">',
        f'<rect width="{W}" height="{H}" fill="white"/>',
-       f'<text x="{W / 2}" y="24" text-anchor="middle" font-size="15">gateway / nginx, {meta.get("date", "")} '
+       f'<text x="{W / 2}" y="24" text-anchor="middle" font-size="15">gateway / peer, {meta.get("date", "")} '
        f'({meta.get("commit", "")}); green = target met</text>']
 for i, (label, ratio, target, higher) in enumerate(chart):
     y = top + i * (bar_h + gap)
@@ -169,7 +214,7 @@ for i, (label, ratio, target, higher) in enumerate(chart):
     svg.append(f'<text x="{left + width + 6:.1f}" y="{y + bar_h * 0.7}">{fmt(ratio)}× ({better})</text>')
 x1 = left + scale
 svg.append(f'<line x1="{x1:.1f}" y1="{top - 8}" x2="{x1:.1f}" y2="{H - 30}" stroke="black" stroke-dasharray="4 3"/>')
-svg.append(f'<text x="{x1:.1f}" y="{H - 14}" text-anchor="middle">1.0 = nginx</text>')
+svg.append(f'<text x="{x1:.1f}" y="{H - 14}" text-anchor="middle">1.0 = the peer</text>')
 svg.append("</svg>")
 with open(out_svg, "w") as f:
     f.write("\n".join(svg) + "\n")
