@@ -8,7 +8,8 @@
 # benches/results/ab-<date>-<shortsha>.md: requests/s, p99, requests per proxy CPU-second and
 # user / kernel microseconds per request for each, and the ratios candidate / baseline and
 # each / nginx. Knobs: ROUNDS [3], DUR [8s], CONNS [32], PROXY_CPU [0], LOAD_CPU [1],
-# BASE_PORT [19180], CARGO_TARGET_DIR [target], LABEL_A [baseline], LABEL_B [candidate].
+# BASE_PORT [19180], CARGO_TARGET_DIR [target], LABEL_A [baseline], LABEL_B [candidate],
+# LOADGEN_ARGS [] (extra `loadgen run` arguments, e.g. `--close` for a connection per request).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +24,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 BASE_PORT=${BASE_PORT:-19180}
 LABEL_A=${LABEL_A:-baseline}
 LABEL_B=${LABEL_B:-candidate}
+read -r -a EXTRA <<<"${LOADGEN_ARGS:-}"
 UP=$BASE_PORT
 NGINX_PORT=$((BASE_PORT + 1))
 A_PORT=$((BASE_PORT + 2))
@@ -93,7 +95,7 @@ for round in $(seq "$ROUNDS"); do
         read -r u0 s0 < <(cpu_ticks "$pid")
         "${ON_LOAD[@]}" "$BIN/loadgen" run --quiet --mode cached --connections "$CONNS" \
             --duration "$DUR" --url "http://127.0.0.1:$port" --path /spawner/bench \
-            --token "$TOKEN" --json "$WORK/$which-$round.json"
+            --token "$TOKEN" --json "$WORK/$which-$round.json" "${EXTRA[@]}"
         read -r u1 s1 < <(cpu_ticks "$pid")
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$which" "$round" \
             "$(jq -r .ok "$WORK/$which-$round.json")" \
@@ -106,11 +108,11 @@ done
 
 OUT=benches/results/ab-$(date +%F)-$(git rev-parse --short HEAD).md
 python3 - "$RESULTS" "$(getconf CLK_TCK)" "$COMMIT" "$BASELINE" "$CANDIDATE" "$LABEL_A" "$LABEL_B" \
-    "$(cut -d' ' -f1-3 /proc/loadavg)" "$DUR" "$CONNS" >"$OUT" <<'PY'
+    "$(cut -d' ' -f1-3 /proc/loadavg)" "$DUR" "$CONNS" "${LOADGEN_ARGS:-}" >"$OUT" <<'PY'
 import sys
 from collections import defaultdict
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-hz = float(sys.argv[2]); commit, base, cand, la, lb, load, dur, conns = sys.argv[3:11]
+hz = float(sys.argv[2]); commit, base, cand, la, lb, load, dur, conns, extra = sys.argv[3:12]
 acc = defaultdict(lambda: defaultdict(list))
 for name, _, ok, rps, p99, ut, st in rows:
     ok = float(ok)
@@ -123,7 +125,8 @@ def cell(name, key, fmt):
     v = acc[name][key]
     return f"{fmt.format(mean(v))} ({' / '.join(fmt.format(x) for x in v)})"
 print(f"# A/B: cached-token GET, {lb} vs {la} — {commit}\n")
-print(f"`benches/ab.sh`, rounds alternating nginx, {la}, {lb}; {conns} keep-alive connections, "
+how = f"`loadgen run {extra}`, " if extra else ""
+print(f"`benches/ab.sh`, rounds alternating nginx, {la}, {lb}; {how}{conns} connections, "
       f"{dur} per run; each proxy on one core (one nginx worker, one gateway worker thread), "
       f"load generator and upstream on the other. Load average at the end: {load}.\n")
 print(f"- {la}: `{base}`\n- {lb}: `{cand}`\n")
