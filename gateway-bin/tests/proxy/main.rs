@@ -10,6 +10,7 @@ mod support_proxy;
 mod config_example;
 mod dns;
 mod errors;
+mod nginx;
 mod paths_nginx;
 mod pool;
 mod routes;

@@ -10,13 +10,12 @@
 //! where its route wants one, to both; the test compares the status, the route and the
 //! recorder plus request target, and lists every spelling that differs.
 
+use crate::nginx::start_nginx;
 use crate::support_proxy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gateway::config::{ServiceAddr, Services};
 use gateway::routes::{DEFAULT_CONTAINER_PORTS, RequestPath, RouteTable};
@@ -27,8 +26,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Every wait of this test ends by then.
 const DEADLINE: Duration = Duration::from_secs(10);
-/// Where Debian puts the binary.
-const NGINX: &str = "/usr/sbin/nginx";
 
 /// Request targets; `TOKEN` stands for a valid token (the `/container/<jwt>/…` forms). The
 /// other token sources get theirs added the same way for nginx and the gateway.
@@ -194,7 +191,6 @@ const DEVIATIONS: &[(&str, u16, &str, &str)] = &[
 const NGINX_CONF: &str = r#"
 worker_processes 1;
 master_process off;
-pid @DIR@/nginx.pid;
 error_log @DIR@/error.log info;
 events { worker_connections 64; }
 http {
@@ -361,90 +357,6 @@ async fn recorder(name: String) -> u16 {
     port
 }
 
-// === nginx ===
-
-/// A running nginx; dropping it stops it.
-struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The nginx binary, installed first when missing. Panics when it cannot be had: this test
-/// must not pass without its reference.
-fn nginx_binary() -> &'static Path {
-    let bin = Path::new(NGINX);
-    if !bin.exists() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-nginx.sh");
-        let status = Command::new("bash").arg(&script).status();
-        assert!(
-            status.is_ok_and(|s| s.success()) && bin.exists(),
-            "nginx is required by this test and {} could not install it",
-            script.display()
-        );
-    }
-    bin
-}
-
-/// Starts nginx with `conf` (`@LISTEN@` = a free port; retried on another port if it was
-/// taken meanwhile).
-fn start_nginx(conf: &str) -> Nginx {
-    let bin = nginx_binary();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = dir.path().to_path_buf();
-    let mut last_log = String::new();
-    for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let text = conf
-            .replace("@LISTEN@", &port.to_string())
-            .replace("@DIR@", &prefix.display().to_string());
-        let conf_path: PathBuf = prefix.join("nginx.conf");
-        std::fs::write(&conf_path, text).unwrap();
-        let mut child = Command::new(bin)
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-e")
-            .arg(prefix.join("error.log"))
-            .arg("-c")
-            .arg(&conf_path)
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let started = Instant::now();
-        while started.elapsed() < DEADLINE {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            if std::net::TcpStream::connect(addr).is_ok() {
-                return Nginx {
-                    child,
-                    addr,
-                    _dir: dir,
-                };
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        last_log = std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default();
-    }
-    panic!("nginx did not start; its error log:\n{last_log}");
-}
-
 /// `NGINX_CONF` with the recorders' ports.
 fn nginx_conf(recorders: &BTreeMap<String, u16>) -> String {
     let port = |name: &str| recorders.get(name).copied().unwrap_or(1);
@@ -548,7 +460,7 @@ async fn path_spellings_route_and_go_upstream_as_nginx_sends_them() {
     for s in ["pyos", "speedtest", "console", "website"] {
         recorders.insert(s.to_owned(), recorder(s.to_owned()).await);
     }
-    let nginx = start_nginx(&nginx_conf(&recorders));
+    let nginx = start_nginx(&nginx_conf(&recorders), |_| {});
 
     let service = |name: &str| ServiceAddr {
         host: "127.0.0.1".to_owned(),

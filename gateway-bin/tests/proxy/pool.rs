@@ -3,6 +3,7 @@
 //! connections, and responses abandoned half way. (Refused and failing upstreams are in
 //! `ops/faults.rs`.)
 
+use crate::nginx::{Nginx, start_nginx};
 use crate::support_proxy;
 
 use std::sync::Arc;
@@ -377,79 +378,31 @@ async fn an_answer_nobody_asked_for_never_reaches_the_next_request() {
     }
 }
 
-/// A real nginx serving `index.html` (its own path as content) on 127.0.0.1, as a process
-/// with its own prefix; killed on drop. nginx is installed by scripts/install-test-deps.sh.
-struct Nginx {
-    port: u16,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn nginx() -> Nginx {
-    let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("nginx is not installed: run scripts/install-test-deps.sh");
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    std::fs::create_dir_all(root.join("spawner")).unwrap();
-    for i in 0..8 {
-        std::fs::write(root.join(format!("spawner/user{i}")), format!("user{i}")).unwrap();
-    }
-    std::fs::write(root.join("spawner/static"), "static").unwrap();
-    // A free port: bind, read it, release it for nginx.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = format!(
-        "daemon off;\nmaster_process off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n\
-           server {{ listen 127.0.0.1:{port}; root {root}; keepalive_timeout 60s; }}\n}}\n",
-        dir = dir.path().display(),
-        root = root.display(),
-    );
-    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-    let child = std::process::Command::new(binary)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-c")
-        .arg(dir.path().join("nginx.conf"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nginx did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Nginx {
-        port,
-        child,
-        _dir: dir,
-    }
+/// A real nginx serving static files: `/spawner/user<i>` answer `user<i>`; a POST to any of
+/// them gets 405.
+fn file_server() -> Nginx {
+    let conf = "master_process off;\nerror_log @DIR@/error.log;\n\
+                events { worker_connections 64; }\n\
+                http {\n  access_log off;\n  client_body_temp_path @DIR@/body;\n\
+                  server { listen 127.0.0.1:@LISTEN@; root @DIR@/www; keepalive_timeout 60s; }\n}\n";
+    start_nginx(conf, |dir| {
+        let spawner = dir.join("www/spawner");
+        std::fs::create_dir_all(&spawner).unwrap();
+        for i in 0..8 {
+            std::fs::write(spawner.join(format!("user{i}")), format!("user{i}")).unwrap();
+        }
+        std::fs::write(spawner.join("static"), "static").unwrap();
+    })
 }
 
 #[tokio::test]
 async fn a_real_nginx_answering_405_to_an_upload_stalls_no_other_user() {
     // nginx answers a POST to a static file with 405 at once, before the body arrives. The
     // client still owes the body; nobody else may be queued behind that connection.
-    let nginx = nginx().await;
+    let nginx = file_server();
     let port_map = POD_PORTS
         .iter()
-        .map(|p| (p.to_string(), nginx.port))
+        .map(|p| (p.to_string(), nginx.addr.port()))
         .collect();
     let mut file = file_config(port_map);
     file.limits.workers = 1;
