@@ -76,6 +76,8 @@ macro_rules! h1_settings {
             .timer(TokioTimer::new())
             .header_read_timeout(None)
             .max_buf_size($limits.max_header_bytes)
+            // With the pool's connections set the same way: see `pool::Pool::open`.
+            .writev(false)
     };
 }
 
