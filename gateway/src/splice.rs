@@ -22,8 +22,11 @@ use std::task::{Context, Poll, ready};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// The size of a direction's buffer while it holds one (tokio's copy uses the same).
-const BUFFER: usize = 8 * 1024;
+/// The size of a direction's buffer while it holds one. 16 KiB (HAProxy's `bufsize`; tokio's
+/// copy uses 8): 1.25× the MB per CPU-second of 8 KiB on 64 KiB WebSocket frames, 64-byte
+/// echoes unchanged (`benches/results/ab-2026-12-02-splice-buffer.md`). A busy tunnel holds at
+/// most two, an idle one none.
+const BUFFER: usize = 16 * 1024;
 
 /// One direction of the copy.
 #[derive(Default)]
