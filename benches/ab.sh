@@ -13,7 +13,8 @@
 # BASE_PORT [19180], CARGO_TARGET_DIR [target], LABELS [baseline candidate] (one per binary;
 # LABEL_A and LABEL_B name the first two), LOADGEN_ARGS [] (extra `loadgen run` arguments,
 # e.g. `--close` for a connection per request), MODE [cached], URL_PATH [/spawner/bench] (e.g.
-# MODE=stream CONNS=1 URL_PATH='/filer/bench?size=1073741824' for the download).
+# MODE=stream CONNS=1 URL_PATH='/filer/bench?size=1073741824' for the download, MODE=websocket
+# LOADGEN_ARGS='--msg-size 65536' for WebSocket frames of 64 KiB).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +33,7 @@ read -r -a EXTRA <<<"${LOADGEN_ARGS:-}"
 MODE=${MODE:-cached}
 URL_PATH=${URL_PATH:-/spawner/bench}
 UP=$BASE_PORT
+UP_WS=$((BASE_PORT + 20))
 NGINX_PORT=$((BASE_PORT + 1))
 
 WORK=$(mktemp -d /tmp/gw-ab.XXXXXX)
@@ -48,7 +50,7 @@ ON_LOAD=(taskset -c "$LOAD_CPU")
 
 bench_token "$BIN" "$WORK" # sets K and TOKEN
 
-"${ON_LOAD[@]}" "$BIN/loadgen" serve --http "127.0.0.1:$UP" --max-time 30m &
+"${ON_LOAD[@]}" "$BIN/loadgen" serve --http "127.0.0.1:$UP" --ws "127.0.0.1:$UP_WS" --max-time 30m &
 PIDS+=($!)
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx.conf" <<EOF
@@ -64,6 +66,13 @@ $(nginx_temp_paths "$WORK/nginx")
     upstream up { server 127.0.0.1:$UP; keepalive 64; keepalive_requests 1000000; }
     server {
         listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        location /websockify {
+            proxy_pass http://127.0.0.1:$UP_WS/;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_read_timeout 3600s;
+        }
         location / {
             proxy_pass http://up;
             proxy_http_version 1.1;
@@ -78,7 +87,7 @@ NGINX_PID=$!
 PIDS+=($NGINX_PID)
 
 start_gateway() { # binary port
-    gateway_toml "$2" "$K" "\"29786\" = $UP, \"29783\" = $UP" >"$WORK/gateway-$2.toml"
+    gateway_toml "$2" "$K" "\"29786\" = $UP, \"29783\" = $UP, \"6081\" = $UP_WS" >"$WORK/gateway-$2.toml"
     taskset -c "$PROXY_CPU" "$1" --config "$WORK/gateway-$2.toml" >"$WORK/gateway-$2.log" 2>&1 &
     PIDS+=($!)
 }
