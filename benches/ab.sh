@@ -20,7 +20,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BASELINE=${1:?usage: benches/ab.sh BASELINE_BIN [CANDIDATE_BIN ...]}
+: "${1:?usage: benches/ab.sh BASELINE_BIN [CANDIDATE_BIN ...]}"
 BUILDS=("$@")
 ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-8s}
@@ -66,19 +66,7 @@ $(nginx_temp_paths "$WORK/nginx")
     upstream up { server 127.0.0.1:$UP; keepalive 64; keepalive_requests 1000000; }
     server {
         listen 127.0.0.1:$NGINX_PORT backlog=4096;
-        location /websockify {
-            proxy_pass http://127.0.0.1:$UP_WS/;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade \$http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_read_timeout 3600s;
-        }
-        location / {
-            proxy_pass http://up;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_max_temp_file_size 0;
-        }
+$(nginx_proxy_locations "$UP_WS")
     }
 }
 EOF

@@ -96,30 +96,12 @@ error_log $WORK/nginx-error.log warn;
 events { worker_connections 12000; }
 http {
     access_log off;
-    client_body_temp_path $WORK/nginx-tmp/body;
-    proxy_temp_path $WORK/nginx-tmp/proxy;
-    fastcgi_temp_path $WORK/nginx-tmp/fastcgi;
-    uwsgi_temp_path $WORK/nginx-tmp/uwsgi;
-    scgi_temp_path $WORK/nginx-tmp/scgi;
+$(nginx_temp_paths "$WORK/nginx-tmp")
     keepalive_requests 1000000;
     upstream up { server 127.0.0.1:$UP_HTTP; keepalive 64; keepalive_requests 1000000; }
-    upstream ws { server 127.0.0.1:$UP_WS; }
     server {
         listen 127.0.0.1:$NGINX_PORT backlog=4096;
-        location /websockify {
-            proxy_pass http://ws/;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade \$http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_read_timeout 3600s;
-            proxy_send_timeout 3600s;
-        }
-        location / {
-            proxy_pass http://up;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_max_temp_file_size 0;
-        }
+$(nginx_proxy_locations "$UP_WS")
     }
 }
 EOF
@@ -220,7 +202,7 @@ run() {
     read -r u0 s0 < <(cpu_ticks "$pid")
     "${LOADGEN[@]}" run --quiet --url "http://127.0.0.1:$port" --json "$out" "$@"
     read -r u1 s1 < <(cpu_ticks "$pid")
-    local user=$(((u1 - u0))) sys=$(((s1 - s0))) cpu
+    local user=$((u1 - u0)) sys=$((s1 - s0)) cpu
     cpu=$(awk -v t=$((user + sys)) -v hz="$TICKS" 'BEGIN { printf "%.3f", t / hz }')
     jq --argjson cpu "$cpu" --argjson u "$user" --argjson s "$sys" --argjson hz "$TICKS" \
         '. + {proxy_cpu_s: $cpu, proxy_user_s: ($u / $hz), proxy_sys_s: ($s / $hz)}' "$out" \

@@ -10,6 +10,8 @@
 #                     RSS0 (PID's RSS before) and RSS1 (with every tunnel open), KiB
 #   gateway_toml PORT KEYDIR PORT_MAP [LIMITS]   a bench gateway's configuration (stdout)
 #   nginx_temp_paths DIR                          nginx's temporary paths under DIR (stdout)
+#   nginx_proxy_locations WS_PORT   the bench nginx's locations (stdout): /websockify to the
+#                     WebSocket echo on WS_PORT, everything else to `upstream up` (the caller's)
 #   bench_token BIN DIR   1024-bit keys in DIR/keys (K) and one token minted with them (TOKEN)
 PIDS=()
 bench_cleanup() {
@@ -75,6 +77,24 @@ EOF
 nginx_temp_paths() {
     local t
     for t in client_body proxy fastcgi uwsgi scgi; do echo "    ${t}_temp_path $1/$t;"; done
+}
+nginx_proxy_locations() {
+    cat <<EOF
+        location /websockify {
+            proxy_pass http://127.0.0.1:$1/;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_max_temp_file_size 0;
+        }
+EOF
 }
 bench_token() {
     "$1/keys-tool" gen --bits 1024 --out "$2/keys" >/dev/null

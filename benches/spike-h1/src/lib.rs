@@ -1,6 +1,6 @@
-//! What both spike proxies share: the listen address and the upstream port, read from a
-//! gateway configuration file (so `benches/ab.sh` can start them as it starts a gateway),
-//! and the single-threaded accept loop.
+//! What the spike proxies share: the listen address and the upstream port, read from a
+//! gateway configuration file (so `benches/ab.sh` can start them as it starts a gateway);
+//! and, for `hyper-min`, the single-threaded accept loop (`pingora-min` runs Pingora's own).
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -50,7 +50,7 @@ fn nginx_binary() -> &'static Path {
 /// nginx does. nginx writes its pid file only once it holds every listening socket, so a
 /// start counts only when the pid file is there and the port answers; otherwise nginx is
 /// stopped and started again on another port.
-pub fn start_nginx(conf: &str, prepare: impl Fn(&Path)) -> Nginx {
+pub fn start_nginx(conf: &str, prepare: impl FnOnce(&Path)) -> Nginx {
     let bin = nginx_binary();
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().to_path_buf();
