@@ -464,7 +464,8 @@ pub(crate) async fn serve(
                 };
                 serve_http(&context, io, protocol, peer, &activity, &registered).await;
             }
-            Some(acceptor) => {
+            // Boxed: TLS's state stays out of plaintext connections' futures.
+            Some(acceptor) => Box::pin(async {
                 // The handshake counts against the first head's deadline.
                 let deadline = activity.opened + limits.header_read_timeout;
                 let handshake = tokio::select! {
@@ -489,7 +490,8 @@ pub(crate) async fn serve(
                     Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
                     Err(_) => debug!("TLS handshake timed out"),
                 }
-            }
+            })
+            .await,
         }
     }
     .instrument(span)
@@ -548,16 +550,17 @@ async fn serve_http<I>(
             let conn = protocols.h1.serve_connection(io, service).with_upgrades();
             drive(conn, watch).await;
         }
+        // Boxed (both): HTTP/2's state stays out of HTTP/1 connections' futures.
         Protocol::Http2 => {
             let conn = protocols.h2.serve_connection(io, service);
-            drive(conn, watch).await;
+            Box::pin(drive(conn, watch)).await;
         }
         Protocol::Sniffed => {
             if let Some(auto) = &protocols.auto {
                 let conn = auto
                     .serve_connection_with_upgrades(io, service)
                     .into_owned();
-                drive(conn, watch).await;
+                Box::pin(drive(conn, watch)).await;
             }
         }
     }

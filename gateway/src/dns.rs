@@ -104,7 +104,9 @@ impl Dns {
         } else {
             format!("{name}.")
         };
-        self.lookup(absolute).await
+        // Boxed (as below): the resolver's state stays out of the futures of requests that
+        // need no lookup.
+        Box::pin(self.lookup(absolute)).await
     }
 
     /// The first address of a named service's `host` (search domains apply; an IP literal,
@@ -117,7 +119,7 @@ impl Dns {
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(ip);
         }
-        self.lookup(host.to_owned()).await
+        Box::pin(self.lookup(host.to_owned())).await
     }
 
     async fn lookup(&self, name: String) -> Result<IpAddr, DnsError> {

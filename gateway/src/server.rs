@@ -1,13 +1,15 @@
-//! The accept loop: connection cap (and, out of connections, [`crate::reclaim`]; the optional
-//! per-address cap), worker threads and a bounded graceful shutdown; and [`run`], everything
-//! the `gateway` binary runs around it.
+//! The accept loops: connection cap (and, out of connections, [`crate::reclaim`]; the
+//! optional per-address cap), worker threads and a bounded graceful shutdown; and [`run`],
+//! everything the `gateway` binary runs around it.
 //! What happens on one connection (protocol, deadlines) is [`crate::connection`]'s.
 //!
-//! Threads: the accept loop runs on the caller's runtime and hands each connection to one of
-//! `[limits] workers` threads in turn. Every worker runs a single-threaded tokio runtime with
-//! its own upstream pool, so a request is read, authorized, forwarded and answered on one
-//! thread without cross-thread wake-ups (nginx's worker model). State that must be shared —
-//! the token cache, metrics, throttling, the tunnel registry — lives in the [`Gateway`].
+//! Threads: each of `[limits] workers` threads runs a single-threaded tokio runtime with its
+//! own upstream pool and accepts on its own handle of the listening socket, so a connection
+//! is accepted, read, authorized, forwarded and answered on one thread without cross-thread
+//! wake-ups (nginx's worker model; a busy worker accepts less, an idle one picks up the new
+//! connections). The caller's runtime only waits for the shutdown. State that must be shared
+//! — the connection caps, the token cache, metrics, throttling, the tunnel registry — lives
+//! in the [`Gateway`] and in what the accept loops admit connections by.
 //!
 //! Shutdown, in order (what [`run`] does on the signal):
 //! 1. `/readyz` answers 503, the listener still accepts for `drain_delay` (the load balancer
@@ -16,7 +18,6 @@
 //! 3. WebSocket tunnels still open are closed; the process exits 0.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,11 +53,9 @@ pub async fn serve_gateway(
     shutdown: impl Future<Output = ()>,
 ) {
     let limits = gateway.config().limits.clone();
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let per_address = PerAddress::new(limits.max_connections_per_ip);
-    let protocols = Arc::new(Protocols::new(&limits));
     let (stop, stopping) = watch::channel(false);
     let (alive, mut all_gone) = mpsc::channel::<()>(1);
+    let (accepting, mut none_accepting) = mpsc::channel::<()>(1);
 
     if let Ok(addr) = listener.local_addr() {
         info!(
@@ -67,64 +66,51 @@ pub async fn serve_gateway(
             "gateway listening"
         );
     }
-    let reclaim = Reclaim::new();
-    let workers = Workers::start(&gateway, &protocols, tls.as_ref(), &stopping, &reclaim);
-    tokio::pin!(shutdown);
-    loop {
-        // The connection first, then its permit: out of permits, the gateway knows a client
-        // is waiting (and may come in) before it asks others to make room.
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let Some(slot) = per_address.admit(peer.ip()) else {
-            debug!(%peer, "client address at its connection cap; closing");
-            gateway.metrics().client_closed("per_address_cap");
-            continue;
-        };
-        let permit = match permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(TryAcquireError::Closed) => break,
-            Err(TryAcquireError::NoPermits) => tokio::select! {
-                permit = reclaim.permit(&permits) => match permit {
-                    Some(permit) => permit,
-                    None => break,
-                },
-                () = &mut shutdown => break,
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        // Leave this runtime's reactor; the worker registers the socket with its own.
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(e) => {
-                debug!(error = %e, "cannot hand the connection to a worker");
-                continue;
-            }
-        };
-        let accepted = Accepted {
-            stream,
-            peer,
-            held: Held::new(permit, slot),
-            alive: alive.clone(),
-        };
-        if !workers.hand_over(accepted) {
+    // Leave this runtime's reactor: each worker registers a handle on the socket with its own.
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot hand the listener to the workers");
+            return;
+        }
+    };
+    let admission = Arc::new(Admission {
+        permits: Arc::new(Semaphore::new(limits.max_connections)),
+        per_address: PerAddress::new(limits.max_connections_per_ip),
+        reclaim: Reclaim::new(),
+    });
+    let workers = Workers::start(
+        WorkerContext {
+            gateway: gateway.clone(),
+            protocols: Arc::new(Protocols::new(&limits)),
+            worker: 0,
+            shutdown: stopping,
+            tls,
+            admission,
+            alive,
+            _accepting: accepting,
+        },
+        &listener,
+    );
+    // The workers hold their own handles now.
+    drop(listener);
+    tokio::select! {
+        () = shutdown => {}
+        // Every worker's accept loop ended by itself: no thread is left to serve.
+        _ = none_accepting.recv() => {
             tracing::error!("every connection-serving thread has stopped; closing the listener");
-            break;
         }
     }
-    drop(listener);
-    drop(alive);
-    info!("listener closed; letting in-flight requests finish");
     let _ = stop.send(true);
     let grace_end = tokio::time::Instant::now() + limits.shutdown_grace;
+    // The socket closes once the last worker drops its handle on it.
+    if tokio::time::timeout_at(grace_end, none_accepting.recv())
+        .await
+        .is_err()
+    {
+        warn!("a worker did not stop accepting within the grace period");
+    }
+    info!("listener closed; letting in-flight requests finish");
     tokio::select! {
         _ = all_gone.recv() => info!("in-flight requests done"),
         () = tokio::time::sleep_until(grace_end) => {
@@ -149,45 +135,50 @@ pub async fn serve_gateway(
     workers.stop().await;
 }
 
-/// A connection the accept loop took, on its way to a worker.
-struct Accepted {
-    stream: std::net::TcpStream,
-    peer: SocketAddr,
-    held: Held,
-    /// Held for the connection's HTTP life; the shutdown waits for every copy to go.
-    alive: mpsc::Sender<()>,
+/// What every worker's accept loop admits connections by: the connection cap (and, out of
+/// connections, the reclaiming) and the per-address cap, shared by all of them.
+struct Admission {
+    permits: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+    reclaim: Arc<Reclaim>,
 }
 
 /// The connection-serving threads. Each runs a single-threaded tokio runtime (no work
-/// stealing, no cross-thread wake-ups on the request path) with its own upstream pool; the
-/// accept loop hands connections out in turn, the way nginx's worker processes share a port.
+/// stealing, no cross-thread wake-ups on the request path) with its own upstream pool, and
+/// accepts on its own handle of the listening socket, the way nginx's worker processes share
+/// a port: a connection is accepted, served and closed on one thread, with no hand-over.
 struct Workers {
-    queues: Vec<mpsc::UnboundedSender<Accepted>>,
+    /// Dropped to end the workers' runtimes.
+    end: Vec<oneshot::Sender<()>>,
     stopped: Vec<oneshot::Receiver<()>>,
-    next: std::cell::Cell<usize>,
 }
 
 impl Workers {
-    fn start(
-        gateway: &Arc<Gateway>,
-        protocols: &Arc<Protocols>,
-        tls: Option<&Arc<TlsState>>,
-        shutdown: &watch::Receiver<bool>,
-        reclaim: &Arc<Reclaim>,
-    ) -> Self {
-        let mut queues = Vec::new();
+    /// Starts `gateway.workers()` threads, each with a copy of `context` (with its own index)
+    /// and its own handle on `listener`.
+    fn start(context: WorkerContext, listener: &std::net::TcpListener) -> Self {
+        let mut end = Vec::new();
         let mut stopped = Vec::new();
-        for index in 0..gateway.workers() {
-            let (queue, rx) = mpsc::unbounded_channel();
-            let (done, done_rx) = oneshot::channel();
-            let context = WorkerContext {
-                gateway: gateway.clone(),
-                protocols: protocols.clone(),
-                worker: index,
-                shutdown: shutdown.clone(),
-                tls: tls.cloned(),
-                reclaim: reclaim.clone(),
+        for index in 0..context.gateway.workers() {
+            let listener = match listener.try_clone() {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::error!(worker = index, error = %e, "cannot share the listener with a worker");
+                    continue;
+                }
             };
+            let worker = WorkerContext {
+                gateway: context.gateway.clone(),
+                protocols: context.protocols.clone(),
+                worker: index,
+                shutdown: context.shutdown.clone(),
+                tls: context.tls.clone(),
+                admission: context.admission.clone(),
+                alive: context.alive.clone(),
+                _accepting: context._accepting.clone(),
+            };
+            let (end_tx, end_rx) = oneshot::channel::<()>();
+            let (done, done_rx) = oneshot::channel();
             let spawned = std::thread::Builder::new()
                 .name(format!("gateway-worker-{index}"))
                 .spawn(move || {
@@ -195,14 +186,17 @@ impl Workers {
                         .enable_all()
                         .build()
                     {
-                        Ok(runtime) => runtime.block_on(context.serve(rx)),
+                        Ok(runtime) => runtime.block_on(async move {
+                            tokio::spawn(worker.accept(listener));
+                            let _ = end_rx.await;
+                        }),
                         Err(e) => tracing::error!(worker = index, error = %e, "cannot start a worker runtime"),
                     }
                     let _ = done.send(());
                 });
             match spawned {
                 Ok(_) => {
-                    queues.push(queue);
+                    end.push(end_tx);
                     stopped.push(done_rx);
                 }
                 Err(e) => {
@@ -210,75 +204,108 @@ impl Workers {
                 }
             }
         }
-        Workers {
-            queues,
-            stopped,
-            next: std::cell::Cell::new(0),
-        }
-    }
-
-    /// Gives the connection to the next worker still running; false when none is.
-    fn hand_over(&self, mut accepted: Accepted) -> bool {
-        for _ in 0..self.queues.len() {
-            let index = self.next.get() % self.queues.len();
-            self.next.set(index + 1);
-            match self.queues[index].send(accepted) {
-                Ok(()) => return true,
-                Err(mpsc::error::SendError(back)) => accepted = back,
-            }
-        }
-        false
+        Workers { end, stopped }
     }
 
     /// Ends every worker (and what still runs on it) and waits for their threads.
     async fn stop(self) {
-        drop(self.queues);
+        drop(self.end);
         for done in self.stopped {
             let _ = done.await;
         }
     }
 }
 
-/// What one worker serves connections with.
+/// What one worker accepts and serves connections with.
 struct WorkerContext {
     gateway: Arc<Gateway>,
     protocols: Arc<Protocols>,
     worker: usize,
+    /// Turns true at shutdown: the worker stops accepting, its connections finish.
     shutdown: watch::Receiver<bool>,
     /// Certificates can change at runtime: the acceptor is taken for each connection.
     tls: Option<Arc<TlsState>>,
-    reclaim: Arc<Reclaim>,
+    admission: Arc<Admission>,
+    /// Given to every connection; the shutdown waits for every copy to go.
+    alive: mpsc::Sender<()>,
+    /// Held while this worker accepts.
+    _accepting: mpsc::Sender<()>,
 }
 
 impl WorkerContext {
-    /// Serves every connection handed over until the queue closes.
-    async fn serve(self, mut queue: mpsc::UnboundedReceiver<Accepted>) {
-        while let Some(Accepted {
-            stream,
-            peer,
-            held,
-            alive,
-        }) = queue.recv().await
-        {
-            let stream = match tokio::net::TcpStream::from_std(stream) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    debug!(error = %e, "cannot register the connection");
-                    continue;
-                }
+    /// Accepts on `listener` (this worker's handle on the listening socket) and serves what
+    /// it accepts until the shutdown; at the end, the handle and this worker's `alive` and
+    /// `_accepting` copies go.
+    async fn accept(self, listener: std::net::TcpListener) {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(worker = self.worker, error = %e, "cannot register the listener");
+                return;
+            }
+        };
+        let mut stopping = self.shutdown.clone();
+        let Admission {
+            permits,
+            per_address,
+            reclaim,
+        } = &*self.admission;
+        loop {
+            // The connection first, then its permit: out of permits, the gateway knows a
+            // client is waiting (and may come in) before it asks others to make room.
+            let (stream, peer) = tokio::select! {
+                biased;
+                () = stopped(&mut stopping) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                },
             };
+            let Some(slot) = per_address.admit(peer.ip()) else {
+                debug!(%peer, "client address at its connection cap; closing");
+                self.gateway.metrics().client_closed("per_address_cap");
+                continue;
+            };
+            let permit = match permits.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(TryAcquireError::Closed) => break,
+                Err(TryAcquireError::NoPermits) => tokio::select! {
+                    permit = reclaim.permit(permits) => match permit {
+                        Some(permit) => permit,
+                        None => break,
+                    },
+                    () = stopped(&mut stopping) => break,
+                },
+            };
+            let _ = stream.set_nodelay(true);
             let context = ConnectionContext {
                 gateway: self.gateway.clone(),
                 protocols: self.protocols.clone(),
                 tls: self.tls.as_ref().map(|t| t.acceptor()),
                 worker: self.worker,
                 shutdown: self.shutdown.clone(),
-                _alive: alive,
-                reclaim: self.reclaim.clone(),
+                _alive: self.alive.clone(),
+                reclaim: reclaim.clone(),
             };
-            tokio::spawn(connection::serve(context, stream, peer, held));
+            // Boxed: the task then moves a pointer, not the connection's whole state, each
+            // time tokio moves it (into the task, on completion).
+            tokio::spawn(Box::pin(connection::serve(
+                context,
+                stream,
+                peer,
+                Held::new(permit, slot),
+            )));
         }
     }
+}
+
+/// Completes once `stopping` turns true (or its sender is gone).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
 }
 
 /// Why [`run`] could not start.

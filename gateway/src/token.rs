@@ -424,35 +424,34 @@ impl Authenticator {
             // cached there. A permanent refusal enters the negative cache before the
             // computation ends, so no request arriving after it finds neither and verifies the
             // same token again.
-            let computed = self
-                .cache
-                .positive
-                .try_get_with(digest, async {
-                    let refuse = |refusal: Refusal| {
-                        if refusal.is_permanent() {
-                            self.refuse(digest, refusal, generation);
-                        }
-                        Computed {
-                            refusal,
-                            generation,
-                        }
-                    };
-                    // A computation that ended just before this one started has left its
-                    // refusal here (a request can miss both caches, then arrive after it).
-                    if let Some(refusal) = self.cache.refused(&digest) {
-                        self.stats.negative_hits.inc();
-                        return Err(Computed {
-                            refusal,
-                            generation,
-                        });
+            // Boxed: the verification's state stays out of every request's future (a cache
+            // hit, the common case, never builds it).
+            let computed = Box::pin(self.cache.positive.try_get_with(digest, async {
+                let refuse = |refusal: Refusal| {
+                    if refusal.is_permanent() {
+                        self.refuse(digest, refusal, generation);
                     }
-                    let checked =
-                        check(token, &keys, &self.config, now, &self.stats).map_err(refuse)?;
-                    let ttl = self.config.cache.ttl(checked.claims.exp, now);
-                    let entry = Entry::new(checked.target, checked.signed_by, now, ttl);
-                    Ok::<_, Computed>(Arc::new(entry))
-                })
-                .await;
+                    Computed {
+                        refusal,
+                        generation,
+                    }
+                };
+                // A computation that ended just before this one started has left its
+                // refusal here (a request can miss both caches, then arrive after it).
+                if let Some(refusal) = self.cache.refused(&digest) {
+                    self.stats.negative_hits.inc();
+                    return Err(Computed {
+                        refusal,
+                        generation,
+                    });
+                }
+                let checked =
+                    check(token, &keys, &self.config, now, &self.stats).map_err(refuse)?;
+                let ttl = self.config.cache.ttl(checked.claims.exp, now);
+                let entry = Entry::new(checked.target, checked.signed_by, now, ttl);
+                Ok::<_, Computed>(Arc::new(entry))
+            }))
+            .await;
             let computed = match computed {
                 Ok(entry) => {
                     self.stats.outcome("accepted");

@@ -125,7 +125,7 @@ impl Executor<'_> {
     async fn run(self, exchange: Exchange<'_>) -> Result<Response<Body>, Failure> {
         let Exchange {
             dest,
-            mut request,
+            request,
             sent,
             upgrade,
             route,
@@ -135,30 +135,10 @@ impl Executor<'_> {
         let asked = Instant::now();
         let dedicated = sent.is_some() || upgrade.is_some();
         let (res, back) = if dedicated {
-            if sent.is_some() {
-                // The upstream may close after answering: this connection is not kept.
-                request
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            let mut sender = self
-                .pool
-                .open(&dest, route.send_timeout, upgrade.is_some())
-                .await?;
-            let sending = sender.send_request(request);
-            let res = match &sent {
-                Some(sent) => {
-                    tokio::pin!(sending);
-                    // Until the body is sent whole, the client's and the upstream's write
-                    // deadlines bound the exchange; the read timeout starts after.
-                    tokio::select! {
-                        res = &mut sending => res.map_err(Failure::Http)?,
-                        () = sent.wait() => read_head(route, sending).await?,
-                    }
-                }
-                None => read_head(route, sending).await?,
-            };
-            (res, None)
+            // Boxed: its state stays out of the (far more common) bodiless requests' futures.
+            let dedicated =
+                self.dedicated(&dest, request, sent.as_deref(), upgrade.is_some(), route);
+            (Box::pin(dedicated).await?, None)
         } else {
             self.pooled(&dest, request, route).await?
         };
@@ -191,6 +171,38 @@ impl Executor<'_> {
         Ok(client_response(res, route, back))
     }
 
+    /// Sends a request with a body to stream (`sent`), or an upgrade, on a connection of its
+    /// own.
+    async fn dedicated(
+        self,
+        dest: &Dest,
+        mut request: Request<Body>,
+        sent: Option<&Sent>,
+        upgrade: bool,
+        route: &Route,
+    ) -> Result<Response<Incoming>, Failure> {
+        if sent.is_some() {
+            // The upstream may close after answering: this connection is not kept.
+            request
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let mut sender = self.pool.open(dest, route.send_timeout, upgrade).await?;
+        let sending = sender.send_request(request);
+        match sent {
+            Some(sent) => {
+                tokio::pin!(sending);
+                // Until the body is sent whole, the client's and the upstream's write
+                // deadlines bound the exchange; the read timeout starts after.
+                tokio::select! {
+                    res = &mut sending => res.map_err(Failure::Http),
+                    () = sent.wait() => read_head(route, sending).await,
+                }
+            }
+            None => read_head(route, sending).await,
+        }
+    }
+
     /// Sends a bodiless request on a pooled connection (or a new one), retrying on another
     /// connection when a pooled one turns out closed before the request went out.
     async fn pooled(
@@ -202,8 +214,10 @@ impl Executor<'_> {
         loop {
             let (mut sender, reused) = match self.pool.checkout(dest) {
                 Some(sender) => (sender, true),
+                // Boxed: a connect's state stays out of the futures of requests on a pooled
+                // connection.
                 None => (
-                    self.pool.open(dest, route.send_timeout, false).await?,
+                    Box::pin(self.pool.open(dest, route.send_timeout, false)).await?,
                     false,
                 ),
             };
