@@ -10,7 +10,8 @@
 # benches/results/ab-<date>-<shortsha>.md: requests/s, p99, requests per proxy CPU-second and
 # user / kernel microseconds per request for each, and the ratios each / baseline and
 # each / nginx. Knobs: ROUNDS [3], DUR [8s], CONNS [32], PROXY_CPU [0], LOAD_CPU [1],
-# BASE_PORT [19180], CARGO_TARGET_DIR [target], LABELS [baseline candidate] (one per binary;
+# BASE_PORT [19180], WORKERS [1] (the gateways' worker threads; e.g. WORKERS=2 PROXY_CPU=0,1
+# LOAD_CPU=0,1 to share both cores), CARGO_TARGET_DIR [target], LABELS [baseline candidate] (one per binary;
 # LABEL_A and LABEL_B name the first two), LOADGEN_ARGS [] (extra `loadgen run` arguments,
 # e.g. `--close` for a connection per request), MODE [cached], URL_PATH [/spawner/bench] (e.g.
 # MODE=stream CONNS=1 URL_PATH='/filer/bench?size=1073741824' for the download, MODE=websocket
@@ -54,7 +55,7 @@ bench_token "$BIN" "$WORK" # sets K and TOKEN
 PIDS+=($!)
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx.conf" <<EOF
-worker_processes 1;
+worker_processes ${WORKERS:-1};
 daemon off;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log warn;
@@ -87,8 +88,8 @@ for i in "${!BUILDS[@]}"; do
     PORT_OF[${LABELS[$i]}]=$port PID_OF[${LABELS[$i]}]=$!
 done
 for p in "$UP" "${PORT_OF[@]}"; do wait_port "$p"; done
-# CPU time of one process each (nginx: its worker).
-PID_OF[nginx]=$(ps -o pid= --ppid "$NGINX_PID" | head -n 1 | tr -d ' ')
+# CPU time of one process each (nginx: its workers and master, see lib.sh's proc_pids).
+PID_OF[nginx]=$NGINX_PID
 
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
@@ -113,11 +114,13 @@ OUT=benches/results/ab-$(date +%F)-$(git rev-parse --short HEAD).md
 BUILD_LIST=""
 for i in "${!BUILDS[@]}"; do BUILD_LIST+="${LABELS[$i]}=${BUILDS[$i]}"$'\n'; done
 python3 - "$RESULTS" "$(getconf CLK_TCK)" "$COMMIT" "$BUILD_LIST" \
-    "$(cut -d' ' -f1-3 /proc/loadavg)" "$DUR" "$CONNS" "${LOADGEN_ARGS:-}" "$MODE" "$URL_PATH" >"$OUT" <<'PY'
+    "$(cut -d' ' -f1-3 /proc/loadavg)" "$DUR" "$CONNS" "${LOADGEN_ARGS:-}" "$MODE" "$URL_PATH" \
+    "${WORKERS:-1}" "$PROXY_CPU" "$LOAD_CPU" >"$OUT" <<'PY'
 import sys
 from collections import defaultdict
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-hz = float(sys.argv[2]); commit, build_list, load, dur, conns, extra, mode, path = sys.argv[3:11]
+hz = float(sys.argv[2])
+commit, build_list, load, dur, conns, extra, mode, path, workers, proxy_cpu, load_cpu = sys.argv[3:14]
 builds = [line.split("=", 1) for line in build_list.splitlines() if line]
 labels = [label for label, _ in builds]
 acc = defaultdict(lambda: defaultdict(list))
@@ -137,8 +140,8 @@ first = labels[0]
 print(f"# A/B: `{mode} {path}`, {', '.join(labels[1:])} vs {first} — {commit}\n")
 how = f"`loadgen run {extra}`, " if extra else ""
 print(f"`benches/ab.sh`, rounds alternating nginx, {', '.join(labels)}; {how}{conns} connections, "
-      f"{dur} per run; each proxy on one core (one nginx worker, one gateway worker thread), "
-      f"load generator and upstream on the other. Load average at the end: {load}.\n")
+      f"{dur} per run; {workers} nginx worker(s) and gateway worker thread(s) on CPU {proxy_cpu}, "
+      f"load generator and upstream on CPU {load_cpu}. Load average at the end: {load}.\n")
 print("".join(f"- {label}: `{path}`\n" for label, path in builds))
 metrics = [("requests/s", "rps", "{:,.0f}", True), ("p99 µs", "p99", "{:,.0f}", False),
            ("requests per proxy CPU-second", "per_cpu", "{:,.0f}", True),

@@ -8,7 +8,8 @@
 #   rss_kb PID        their resident memory, KiB
 #   idle_rss PID READY CMD...  runs CMD (a `loadgen run --idle --ready-file READY ...`) and sets
 #                     RSS0 (PID's RSS before) and RSS1 (with every tunnel open), KiB
-#   gateway_toml PORT KEYDIR PORT_MAP [LIMITS]   a bench gateway's configuration (stdout)
+#   gateway_toml PORT KEYDIR PORT_MAP [LIMITS]   a bench gateway's configuration (stdout);
+#                     WORKERS [1] worker threads
 #   nginx_temp_paths DIR                          nginx's temporary paths under DIR (stdout)
 #   nginx_proxy_locations WS_PORT   the bench nginx's locations (stdout): /websockify to the
 #                     WebSocket echo on WS_PORT, everything else to `upstream up` (the caller's)
@@ -62,7 +63,7 @@ payload_private_key = "$2/abcdesktop_jwt_desktop_payload_private_key.pem"
 [auth]
 allow_loopback = true
 [limits]
-workers = 1
+workers = ${WORKERS:-1}
 ${4:-}
 [upstream]
 port_map = { $3 }

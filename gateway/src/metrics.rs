@@ -46,6 +46,9 @@ pub struct Metrics {
     /// the client's behaviour: `per_address_cap`, `header_timeout`, `keepalive_timeout`,
     /// `h2_idle`, `body_timeout`, `send_timeout`.
     pub client_closed: IntCounterVec,
+    /// `gateway_worker_connections{worker}`: client connections each connection-serving
+    /// thread serves (`worker` is the thread's index; the set is fixed at start).
+    pub worker_connections: IntGaugeVec,
 }
 
 /// One route's request metrics, resolved from the label vectors on first use and then kept,
@@ -121,6 +124,13 @@ impl Metrics {
             ),
             &["route", "direction"],
         ));
+        let worker_connections = must(IntGaugeVec::new(
+            Opts::new(
+                "gateway_worker_connections",
+                "Client connections served, by connection-serving thread.",
+            ),
+            &["worker"],
+        ));
         let cache_entries = must(IntGauge::new(
             "gateway_token_cache_entries",
             "Tokens whose target is cached.",
@@ -141,6 +151,7 @@ impl Metrics {
             Box::new(tunnels_open.clone()),
             Box::new(tunnel_bytes.clone()),
             Box::new(client_closed.clone()),
+            Box::new(worker_connections.clone()),
             Box::new(cache_entries.clone()),
             Box::new(build_info),
         ];
@@ -165,6 +176,7 @@ impl Metrics {
             tunnel_bytes,
             cache_entries,
             client_closed,
+            worker_connections,
         }
     }
 

@@ -7,7 +7,9 @@
 //! own upstream pool and accepts on its own handle of the listening socket, so a connection
 //! is accepted, read, authorized, forwarded and answered on one thread without cross-thread
 //! wake-ups (nginx's worker model; a busy worker accepts less, an idle one picks up the new
-//! connections). The caller's runtime only waits for the shutdown. State that must be shared
+//! connections). A worker that got `HANDOVER_SLACK` connections ahead of another hands
+//! what it accepts to the least busy one, so keep-alive connections stay spread. The
+//! caller's runtime only waits for the shutdown. State that must be shared
 //! — the connection caps, the token cache, metrics, throttling, the tunnel registry — lives
 //! in the [`Gateway`] and in what the accept loops admit connections by.
 //!
@@ -18,9 +20,11 @@
 //! 3. WebSocket tunnels still open are closed; the process exits 0.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::IntGauge;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -74,26 +78,26 @@ pub async fn serve_gateway(
             return;
         }
     };
-    let admission = Arc::new(Admission {
-        permits: Arc::new(Semaphore::new(limits.max_connections)),
-        per_address: PerAddress::new(limits.max_connections_per_ip),
-        reclaim: Reclaim::new(),
-    });
     let workers = Workers::start(
-        WorkerContext {
+        Shared {
             gateway: gateway.clone(),
             protocols: Arc::new(Protocols::new(&limits)),
-            worker: 0,
             shutdown: stopping,
             tls,
-            admission,
-            alive,
-            _accepting: accepting,
+            reclaim: Reclaim::new(),
+        },
+        Admission {
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            per_address: PerAddress::new(limits.max_connections_per_ip),
+            loads: Vec::new(),
+            queues: Vec::new(),
         },
         &listener,
+        &alive,
+        &accepting,
     );
     // The workers hold their own handles now.
-    drop(listener);
+    drop((listener, alive, accepting));
     tokio::select! {
         () = shutdown => {}
         // Every worker's accept loop ended by itself: no thread is left to serve.
@@ -135,18 +139,62 @@ pub async fn serve_gateway(
     workers.stop().await;
 }
 
-/// What every worker's accept loop admits connections by: the connection cap (and, out of
-/// connections, the reclaiming) and the per-address cap, shared by all of them.
+/// How far (in connections) a worker may get ahead of the least busy one before it hands what
+/// it accepts over instead of serving it.
+const HANDOVER_SLACK: i64 = 4;
+
+/// What every worker's accept loop admits connections by, shared by all of them: the
+/// connection cap (and, out of connections, the reclaiming), the per-address cap, and each
+/// worker's load with the way to hand it a connection.
 struct Admission {
     permits: Arc<Semaphore>,
     per_address: Arc<PerAddress>,
+    /// Client connections each worker serves (`gateway_worker_connections`).
+    loads: Vec<IntGauge>,
+    /// Where each worker takes connections handed over to it.
+    queues: Vec<mpsc::UnboundedSender<Handed>>,
+}
+
+impl Admission {
+    /// The least busy worker when `here` is [`HANDOVER_SLACK`] or more connections ahead of
+    /// it (the listener's wake-ups favour whichever worker is free at that instant, so
+    /// without this one worker could end up holding most keep-alive connections).
+    fn elsewhere(&self, here: usize) -> Option<usize> {
+        let mine = self.loads.get(here)?.get();
+        let (least, load) = self
+            .loads
+            .iter()
+            .enumerate()
+            .map(|(index, load)| (index, load.get()))
+            .min_by_key(|&(_, load)| load)?;
+        (least != here && mine >= load + HANDOVER_SLACK).then_some(least)
+    }
+}
+
+/// A connection one worker accepted and another serves.
+struct Handed {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    held: Held,
+    alive: mpsc::Sender<()>,
+}
+
+/// What all workers' connections share.
+struct Shared {
+    gateway: Arc<Gateway>,
+    protocols: Arc<Protocols>,
+    /// Turns true at shutdown: workers stop accepting, connections finish.
+    shutdown: watch::Receiver<bool>,
+    /// Certificates can change at runtime: the acceptor is taken for each connection.
+    tls: Option<Arc<TlsState>>,
     reclaim: Arc<Reclaim>,
 }
 
 /// The connection-serving threads. Each runs a single-threaded tokio runtime (no work
 /// stealing, no cross-thread wake-ups on the request path) with its own upstream pool, and
 /// accepts on its own handle of the listening socket, the way nginx's worker processes share
-/// a port: a connection is accepted, served and closed on one thread, with no hand-over.
+/// a port: a connection is accepted, served and closed on one thread. Only a worker too far
+/// ahead of another ([`HANDOVER_SLACK`]) hands what it accepts over.
 struct Workers {
     /// Dropped to end the workers' runtimes.
     end: Vec<oneshot::Sender<()>>,
@@ -154,12 +202,34 @@ struct Workers {
 }
 
 impl Workers {
-    /// Starts `gateway.workers()` threads, each with a copy of `context` (with its own index)
-    /// and its own handle on `listener`.
-    fn start(context: WorkerContext, listener: &std::net::TcpListener) -> Self {
+    /// Starts `gateway.workers()` threads, each accepting on its own handle on `listener`
+    /// and giving its connections copies of `alive`; each holds a copy of `accepting` while
+    /// it accepts.
+    fn start(
+        shared: Shared,
+        mut admission: Admission,
+        listener: &std::net::TcpListener,
+        alive: &mpsc::Sender<()>,
+        accepting: &mpsc::Sender<()>,
+    ) -> Self {
+        let count = shared.gateway.workers();
+        let metrics = shared.gateway.metrics().clone();
+        let mut inboxes = Vec::new();
+        for index in 0..count {
+            let (queue, inbox) = mpsc::unbounded_channel();
+            admission.queues.push(queue);
+            admission.loads.push(
+                metrics
+                    .worker_connections
+                    .with_label_values(&[&index.to_string()]),
+            );
+            inboxes.push(inbox);
+        }
+        let shared = Arc::new(shared);
+        let admission = Arc::new(admission);
         let mut end = Vec::new();
         let mut stopped = Vec::new();
-        for index in 0..context.gateway.workers() {
+        for (index, inbox) in inboxes.into_iter().enumerate() {
             let listener = match listener.try_clone() {
                 Ok(listener) => listener,
                 Err(e) => {
@@ -167,16 +237,13 @@ impl Workers {
                     continue;
                 }
             };
-            let worker = WorkerContext {
-                gateway: context.gateway.clone(),
-                protocols: context.protocols.clone(),
-                worker: index,
-                shutdown: context.shutdown.clone(),
-                tls: context.tls.clone(),
-                admission: context.admission.clone(),
-                alive: context.alive.clone(),
-                _accepting: context._accepting.clone(),
+            let worker = Worker {
+                shared: shared.clone(),
+                admission: admission.clone(),
+                index,
             };
+            let alive = alive.clone();
+            let accepting = accepting.clone();
             let (end_tx, end_rx) = oneshot::channel::<()>();
             let (done, done_rx) = oneshot::channel();
             let spawned = std::thread::Builder::new()
@@ -187,7 +254,8 @@ impl Workers {
                         .build()
                     {
                         Ok(runtime) => runtime.block_on(async move {
-                            tokio::spawn(worker.accept(listener));
+                            tokio::spawn(worker.clone().take_over(inbox));
+                            tokio::spawn(worker.accept(listener, alive, accepting));
                             let _ = end_rx.await;
                         }),
                         Err(e) => tracing::error!(worker = index, error = %e, "cannot start a worker runtime"),
@@ -216,40 +284,33 @@ impl Workers {
     }
 }
 
-/// What one worker accepts and serves connections with.
-struct WorkerContext {
-    gateway: Arc<Gateway>,
-    protocols: Arc<Protocols>,
-    worker: usize,
-    /// Turns true at shutdown: the worker stops accepting, its connections finish.
-    shutdown: watch::Receiver<bool>,
-    /// Certificates can change at runtime: the acceptor is taken for each connection.
-    tls: Option<Arc<TlsState>>,
+/// One connection-serving thread's view of the gateway.
+#[derive(Clone)]
+struct Worker {
+    shared: Arc<Shared>,
     admission: Arc<Admission>,
-    /// Given to every connection; the shutdown waits for every copy to go.
-    alive: mpsc::Sender<()>,
-    /// Held while this worker accepts.
-    _accepting: mpsc::Sender<()>,
+    index: usize,
 }
 
-impl WorkerContext {
-    /// Accepts on `listener` (this worker's handle on the listening socket) and serves what
-    /// it accepts until the shutdown; at the end, the handle and this worker's `alive` and
-    /// `_accepting` copies go.
-    async fn accept(self, listener: std::net::TcpListener) {
+impl Worker {
+    /// Accepts on `listener` (this worker's handle on the listening socket) until the
+    /// shutdown, serving or handing over what it accepts; at the end, the handle and this
+    /// worker's copies of `alive` and `_accepting` go.
+    async fn accept(
+        self,
+        listener: std::net::TcpListener,
+        alive: mpsc::Sender<()>,
+        _accepting: mpsc::Sender<()>,
+    ) {
         let listener = match TcpListener::from_std(listener) {
             Ok(listener) => listener,
             Err(e) => {
-                tracing::error!(worker = self.worker, error = %e, "cannot register the listener");
+                tracing::error!(worker = self.index, error = %e, "cannot register the listener");
                 return;
             }
         };
-        let mut stopping = self.shutdown.clone();
-        let Admission {
-            permits,
-            per_address,
-            reclaim,
-        } = &*self.admission;
+        let mut stopping = self.shared.shutdown.clone();
+        let admission = &*self.admission;
         loop {
             // The connection first, then its permit: out of permits, the gateway knows a
             // client is waiting (and may come in) before it asks others to make room.
@@ -265,16 +326,19 @@ impl WorkerContext {
                     }
                 },
             };
-            let Some(slot) = per_address.admit(peer.ip()) else {
+            let Some(slot) = admission.per_address.admit(peer.ip()) else {
                 debug!(%peer, "client address at its connection cap; closing");
-                self.gateway.metrics().client_closed("per_address_cap");
+                self.shared
+                    .gateway
+                    .metrics()
+                    .client_closed("per_address_cap");
                 continue;
             };
-            let permit = match permits.clone().try_acquire_owned() {
+            let permit = match admission.permits.clone().try_acquire_owned() {
                 Ok(permit) => permit,
                 Err(TryAcquireError::Closed) => break,
                 Err(TryAcquireError::NoPermits) => tokio::select! {
-                    permit = reclaim.permit(permits) => match permit {
+                    permit = self.shared.reclaim.permit(&admission.permits) => match permit {
                         Some(permit) => permit,
                         None => break,
                     },
@@ -282,24 +346,105 @@ impl WorkerContext {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let context = ConnectionContext {
-                gateway: self.gateway.clone(),
-                protocols: self.protocols.clone(),
-                tls: self.tls.as_ref().map(|t| t.acceptor()),
-                worker: self.worker,
-                shutdown: self.shutdown.clone(),
-                _alive: self.alive.clone(),
-                reclaim: reclaim.clone(),
-            };
-            // Boxed: the task then moves a pointer, not the connection's whole state, each
-            // time tokio moves it (into the task, on completion).
-            tokio::spawn(Box::pin(connection::serve(
-                context,
-                stream,
-                peer,
-                Held::new(permit, slot),
-            )));
+            let held = Held::new(permit, slot);
+            match admission.elsewhere(self.index) {
+                Some(other) => self.hand_over(other, stream, peer, held, alive.clone()),
+                None => self.serve(stream, peer, held, alive.clone()),
+            }
         }
+    }
+
+    /// Gives a connection this worker accepted to worker `other` (or serves it here when
+    /// that worker has stopped).
+    fn hand_over(
+        &self,
+        other: usize,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        held: Held,
+        alive: mpsc::Sender<()>,
+    ) {
+        // Leave this runtime's reactor; the other worker registers the socket with its own.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                debug!(error = %e, "cannot hand the connection to another worker");
+                return;
+            }
+        };
+        let handed = Handed {
+            stream,
+            peer,
+            held,
+            alive,
+        };
+        let Some(queue) = self.admission.queues.get(other) else {
+            return;
+        };
+        if let Err(mpsc::error::SendError(back)) = queue.send(handed) {
+            match tokio::net::TcpStream::from_std(back.stream) {
+                Ok(stream) => self.serve(stream, back.peer, back.held, back.alive),
+                Err(e) => debug!(error = %e, "cannot register the connection"),
+            }
+        }
+    }
+
+    /// Serves the connections other workers hand over, until the runtime ends.
+    async fn take_over(self, mut inbox: mpsc::UnboundedReceiver<Handed>) {
+        while let Some(handed) = inbox.recv().await {
+            match tokio::net::TcpStream::from_std(handed.stream) {
+                Ok(stream) => self.serve(stream, handed.peer, handed.held, handed.alive),
+                Err(e) => debug!(error = %e, "cannot register the connection"),
+            }
+        }
+    }
+
+    /// Serves one connection on this worker, counted in its load while it lasts.
+    fn serve(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        held: Held,
+        alive: mpsc::Sender<()>,
+    ) {
+        let shared = &*self.shared;
+        let context = ConnectionContext {
+            gateway: shared.gateway.clone(),
+            protocols: shared.protocols.clone(),
+            tls: shared.tls.as_ref().map(|t| t.acceptor()),
+            worker: self.index,
+            shutdown: shared.shutdown.clone(),
+            _alive: alive,
+            reclaim: shared.reclaim.clone(),
+        };
+        let counted = self
+            .admission
+            .loads
+            .get(self.index)
+            .cloned()
+            .map(Counted::new);
+        // Boxed: the task then moves a pointer, not the connection's whole state, each time
+        // tokio moves it (into the task, on completion).
+        tokio::spawn(Box::pin(async move {
+            let _counted = counted;
+            connection::serve(context, stream, peer, held).await;
+        }));
+    }
+}
+
+/// One connection in a worker's load, for as long as it is held.
+struct Counted(IntGauge);
+
+impl Counted {
+    fn new(load: IntGauge) -> Self {
+        load.inc();
+        Counted(load)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -185,3 +185,49 @@ async fn no_label_holds_a_token_or_a_path() {
     assert!(!text.contains("/spawner/x"), "{text}");
     assert!(!text.contains("jwt_token"), "{text}");
 }
+
+/// Keep-alive connections stay spread over the connection-serving threads: each accepts on
+/// its own, and one that got 4 connections ahead of the least busy hands what it accepts
+/// over (`gateway_worker_connections` shows each thread's share).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_stay_spread_over_the_workers() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const WORKERS: usize = 4;
+    const CONNECTIONS: usize = 24;
+    let mut file = file_config(Default::default());
+    file.limits.workers = WORKERS;
+    let running = spawn_run(file).await;
+    let mut held = Vec::new();
+    for _ in 0..CONNECTIONS {
+        // One request on each, answered before the next connects: every connection has
+        // been accepted and is being served when the next arrives.
+        let mut stream = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 512];
+        while !answer.ends_with(b"\r\n\r\nOK\n") {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .expect("an answer within 5 s")
+                .unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+        held.push(stream);
+    }
+    let text = scrape(&running).await;
+    let loads: Vec<f64> = (0..WORKERS)
+        .map(|w| {
+            let series = format!("gateway_worker_connections{{worker=\"{w}\"}}");
+            sample(&text, &series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        })
+        .collect();
+    assert_eq!(loads.iter().sum::<f64>(), CONNECTIONS as f64, "{loads:?}");
+    let most = loads.iter().copied().fold(f64::MIN, f64::max);
+    let least = loads.iter().copied().fold(f64::MAX, f64::min);
+    assert!(most - least <= 4.0, "connections per worker: {loads:?}");
+    drop(held);
+}
