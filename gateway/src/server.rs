@@ -86,12 +86,6 @@ pub async fn serve_gateway(
             tls,
             reclaim: Reclaim::new(),
         },
-        Admission {
-            permits: Arc::new(Semaphore::new(limits.max_connections)),
-            per_address: PerAddress::new(limits.max_connections_per_ip),
-            loads: Vec::new(),
-            queues: Vec::new(),
-        },
         &listener,
         &alive,
         &accepting,
@@ -207,13 +201,19 @@ impl Workers {
     /// it accepts.
     fn start(
         shared: Shared,
-        mut admission: Admission,
         listener: &std::net::TcpListener,
         alive: &mpsc::Sender<()>,
         accepting: &mpsc::Sender<()>,
     ) -> Self {
         let count = shared.gateway.workers();
         let metrics = shared.gateway.metrics().clone();
+        let limits = &shared.gateway.config().limits;
+        let mut admission = Admission {
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            per_address: PerAddress::new(limits.max_connections_per_ip),
+            loads: Vec::new(),
+            queues: Vec::new(),
+        };
         let mut inboxes = Vec::new();
         for index in 0..count {
             let (queue, inbox) = mpsc::unbounded_channel();
