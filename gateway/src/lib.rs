@@ -12,7 +12,7 @@
 //! - [`config`]: the TOML file and environment → validated [`config::Config`]; `units`:
 //!   durations and sizes as the file spells them;
 //! - [`routes`]: abcdesktop's route table as data and nginx's matching rules;
-//! - [`server`]: the accept loop ([`server::serve`]); `connection`: one client connection's
+//! - [`server`]: the workers' accept loops ([`server::serve`]); `connection`: one client connection's
 //!   protocol and deadlines; [`proxy`]: the request path; `upstream`: the one executor of
 //!   upstream exchanges (pooled or dedicated, upgrade or not); `body`: body adapters;
 //!   `pool`: pooled upstream connections; `upgrade`: WebSocket tunnels; `headers`: header profiles; [`respond`]: the

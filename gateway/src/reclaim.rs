@@ -14,7 +14,7 @@
 //!
 //! nginx does the first kind only (its "reusable" connections: idle keep-alive and those that
 //! have sent nothing yet), 32 at a time, oldest first. Here every connection is in one
-//! registry ([`Reclaim::register`]); out of connections, the accept loop reads the age of
+//! registry ([`Reclaim::register`]); out of connections, a worker's accept loop reads the age of
 //! each (a few atomic loads, no wake-up) and tells only the chosen ones: those in the oldest
 //! band of [`LADDER`] that has any, at most [`BATCH`], so younger connections stay while older
 //! ones suffice. A connection must have waited a least time to be chosen: a tenth of a second
@@ -85,7 +85,7 @@ impl Waited {
     }
 }
 
-/// Every open connection, and the accept loop's way to tell some of them to go.
+/// Every open connection, and the accept loops' way to tell some of them to go.
 pub(crate) struct Reclaim {
     live: Mutex<HashMap<u64, Live>>,
     next_id: AtomicU64,

@@ -107,8 +107,9 @@ pub async fn serve_gateway(
         .is_err()
     {
         warn!("a worker did not stop accepting within the grace period");
+    } else {
+        info!("listener closed; letting in-flight requests finish");
     }
-    info!("listener closed; letting in-flight requests finish");
     tokio::select! {
         _ = all_gone.recv() => info!("in-flight requests done"),
         () = tokio::time::sleep_until(grace_end) => {
@@ -160,6 +161,8 @@ impl Admission {
             .iter()
             .enumerate()
             .map(|(index, load)| (index, load.get()))
+            // A worker that did not start (its queue closed) takes nothing.
+            .filter(|&(index, _)| self.queues.get(index).is_some_and(|q| !q.is_closed()))
             .min_by_key(|&(_, load)| load)?;
         (least != here && mine >= load + HANDOVER_SLACK).then_some(least)
     }
@@ -171,6 +174,8 @@ struct Handed {
     peer: SocketAddr,
     held: Held,
     alive: mpsc::Sender<()>,
+    /// Already in the receiving worker's load, so that others see it while it is queued.
+    counted: Option<Counted>,
 }
 
 /// What all workers' connections share.
@@ -349,7 +354,7 @@ impl Worker {
             let held = Held::new(permit, slot);
             match admission.elsewhere(self.index) {
                 Some(other) => self.hand_over(other, stream, peer, held, alive.clone()),
-                None => self.serve(stream, peer, held, alive.clone()),
+                None => self.serve(stream, peer, held, alive.clone(), self.count(self.index)),
             }
         }
     }
@@ -377,13 +382,21 @@ impl Worker {
             peer,
             held,
             alive,
+            counted: self.count(other),
         };
         let Some(queue) = self.admission.queues.get(other) else {
             return;
         };
         if let Err(mpsc::error::SendError(back)) = queue.send(handed) {
+            drop(back.counted);
             match tokio::net::TcpStream::from_std(back.stream) {
-                Ok(stream) => self.serve(stream, back.peer, back.held, back.alive),
+                Ok(stream) => self.serve(
+                    stream,
+                    back.peer,
+                    back.held,
+                    back.alive,
+                    self.count(self.index),
+                ),
                 Err(e) => debug!(error = %e, "cannot register the connection"),
             }
         }
@@ -393,19 +406,31 @@ impl Worker {
     async fn take_over(self, mut inbox: mpsc::UnboundedReceiver<Handed>) {
         while let Some(handed) = inbox.recv().await {
             match tokio::net::TcpStream::from_std(handed.stream) {
-                Ok(stream) => self.serve(stream, handed.peer, handed.held, handed.alive),
+                Ok(stream) => self.serve(
+                    stream,
+                    handed.peer,
+                    handed.held,
+                    handed.alive,
+                    handed.counted,
+                ),
                 Err(e) => debug!(error = %e, "cannot register the connection"),
             }
         }
     }
 
-    /// Serves one connection on this worker, counted in its load while it lasts.
+    /// One connection in worker `index`'s load, for as long as the result is held.
+    fn count(&self, index: usize) -> Option<Counted> {
+        self.admission.loads.get(index).cloned().map(Counted::new)
+    }
+
+    /// Serves one connection on this worker, `counted` in its load while it lasts.
     fn serve(
         &self,
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
         held: Held,
         alive: mpsc::Sender<()>,
+        counted: Option<Counted>,
     ) {
         let shared = &*self.shared;
         let context = ConnectionContext {
@@ -417,12 +442,6 @@ impl Worker {
             _alive: alive,
             reclaim: shared.reclaim.clone(),
         };
-        let counted = self
-            .admission
-            .loads
-            .get(self.index)
-            .cloned()
-            .map(Counted::new);
         // Boxed: the task then moves a pointer, not the connection's whole state, each time
         // tokio moves it (into the task, on completion).
         tokio::spawn(Box::pin(async move {
