@@ -387,34 +387,32 @@ impl Worker {
         let Some(queue) = self.admission.queues.get(other) else {
             return;
         };
-        if let Err(mpsc::error::SendError(back)) = queue.send(handed) {
-            drop(back.counted);
-            match tokio::net::TcpStream::from_std(back.stream) {
-                Ok(stream) => self.serve(
-                    stream,
-                    back.peer,
-                    back.held,
-                    back.alive,
-                    self.count(self.index),
-                ),
-                Err(e) => debug!(error = %e, "cannot register the connection"),
-            }
+        if let Err(mpsc::error::SendError(mut back)) = queue.send(handed) {
+            // Counted here instead: the other worker's count goes first.
+            drop(back.counted.take());
+            back.counted = self.count(self.index);
+            self.serve_handed(back);
         }
     }
 
     /// Serves the connections other workers hand over, until the runtime ends.
     async fn take_over(self, mut inbox: mpsc::UnboundedReceiver<Handed>) {
         while let Some(handed) = inbox.recv().await {
-            match tokio::net::TcpStream::from_std(handed.stream) {
-                Ok(stream) => self.serve(
-                    stream,
-                    handed.peer,
-                    handed.held,
-                    handed.alive,
-                    handed.counted,
-                ),
-                Err(e) => debug!(error = %e, "cannot register the connection"),
-            }
+            self.serve_handed(handed);
+        }
+    }
+
+    /// Registers a handed-over socket with this worker's reactor and serves it here.
+    fn serve_handed(&self, handed: Handed) {
+        match tokio::net::TcpStream::from_std(handed.stream) {
+            Ok(stream) => self.serve(
+                stream,
+                handed.peer,
+                handed.held,
+                handed.alive,
+                handed.counted,
+            ),
+            Err(e) => debug!(error = %e, "cannot register the connection"),
         }
     }
 
