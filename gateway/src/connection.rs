@@ -33,6 +33,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::time::Instant;
@@ -349,6 +350,8 @@ impl hyper::body::Body for TrackedBody {
 pub(crate) struct ClientIo<I> {
     io: WriteDeadline<I>,
     activity: Arc<Activity>,
+    /// `gateway_client_closed_total{reason="send_timeout"}`, taken when it is counted (once).
+    send_timeouts: Option<IntCounter>,
     _held: Held,
 }
 
@@ -372,13 +375,19 @@ impl<I> ClientIo<I> {
     /// Notes whether a write was taken (bytes went out) or left the connection waiting on
     /// its client. A flush with nothing to send says nothing about the client.
     fn noted<T>(
-        &self,
+        &mut self,
         polled: Poll<std::io::Result<T>>,
         wrote: impl Fn(&T) -> bool,
     ) -> Poll<std::io::Result<T>> {
         match &polled {
             Poll::Pending => self.activity.client_wait.waits(),
             Poll::Ready(Ok(done)) if wrote(done) => self.activity.client_wait.moved(),
+            Poll::Ready(Err(_)) if self.io.expired() => {
+                if let Some(counter) = self.send_timeouts.take() {
+                    debug!("client did not read within the send timeout; closing");
+                    counter.inc();
+                }
+            }
             Poll::Ready(_) => {}
         }
         polled
@@ -450,6 +459,7 @@ pub(crate) async fn serve(
     let io = ClientIo {
         io: WriteDeadline::new(stream, limits.send_timeout),
         activity: activity.clone(),
+        send_timeouts: Some(context.gateway.metrics().send_timeouts.clone()),
         _held: held,
     };
     let registered = context.reclaim.register(activity.clone());

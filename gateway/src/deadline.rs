@@ -18,6 +18,7 @@ pub(crate) struct WriteDeadline<I> {
     limit: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
     waiting: bool,
+    expired: bool,
 }
 
 impl<I> WriteDeadline<I> {
@@ -27,7 +28,13 @@ impl<I> WriteDeadline<I> {
             limit,
             sleep: None,
             waiting: false,
+            expired: false,
         }
+    }
+
+    /// Whether a write failed because the peer left it waiting past the limit.
+    pub(crate) fn expired(&self) -> bool {
+        self.expired
     }
 
     /// The wrapped I/O object, for reads that bypass the deadline's bookkeeping.
@@ -54,10 +61,13 @@ impl<I> WriteDeadline<I> {
             }
         }
         match self.sleep.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "peer did not read within the send timeout",
-            ))),
+            Some(Poll::Ready(())) => {
+                self.expired = true;
+                Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "peer did not read within the send timeout",
+                )))
+            }
             _ => Poll::Pending,
         }
     }

@@ -46,6 +46,8 @@ pub struct Metrics {
     /// the client's behaviour: `per_address_cap`, `header_timeout`, `keepalive_timeout`,
     /// `h2_idle`, `body_timeout`, `send_timeout`.
     pub client_closed: IntCounterVec,
+    /// `client_closed{reason="send_timeout"}`, resolved once: each connection's writes hold it.
+    pub send_timeouts: IntCounter,
     /// `gateway_worker_connections{worker}`: client connections each connection-serving
     /// thread serves (`worker` is the thread's index; the set is fixed at start).
     pub worker_connections: IntGaugeVec,
@@ -175,6 +177,7 @@ impl Metrics {
             tunnels_open,
             tunnel_bytes,
             cache_entries,
+            send_timeouts: client_closed.with_label_values(&["send_timeout"]),
             client_closed,
             worker_connections,
         }

@@ -645,3 +645,45 @@ async fn out_of_connections_stalled_clients_go_and_a_request_waiting_on_its_upst
         "the request waiting on its upstream was cut: {text:?}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_closed_at_the_send_timeout_and_counted() {
+    let desktop = scripted_desktop().await;
+    let port_map = POD_PORTS.iter().map(|p| (p.to_string(), desktop)).collect();
+    let mut file = file_config(port_map);
+    file.limits.send_timeout = Duration::from_secs(1);
+    let gw = spawn_run(file).await;
+    let series = r#"gateway_client_closed_total{reason="send_timeout"}"#;
+    assert_eq!(sample(&scrape(&gw).await, series), Some(0.0));
+
+    // 64 MiB asked for and nothing read: the socket buffers fill and the gateway's write waits.
+    let mut reader = TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "GET /spawner/big HTTP/1.1\r\nHost: x\r\nABCAuthorization: Bearer {}\r\n\r\n",
+        token()
+    );
+    reader.write_all(head.as_bytes()).await.unwrap();
+    let mut counted = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        counted = sample(&scrape(&gw).await, series).filter(|&n| n > 0.0);
+        if counted.is_some() {
+            break;
+        }
+    }
+    assert_eq!(counted, Some(1.0), "the stalled write was not counted once");
+    // What the client reads now is what was buffered, then the end: far less than asked.
+    let mut got = 0usize;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(n @ 1..) = reader.read(&mut chunk).await {
+            got += n;
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the connection stayed open past the send timeout"
+    );
+    assert!(got < 32 << 20, "the whole body came through ({got} bytes)");
+}
