@@ -212,7 +212,11 @@ pub(crate) fn caused_by<E: std::error::Error + 'static>(
 ) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
-        if e.is::<E>() {
+        // An `io::Error`'s `source` skips the error it wraps: that one is looked at here.
+        let wrapped = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        if e.is::<E>() || wrapped.is_some_and(|w| w.is::<E>()) {
             return true;
         }
         current = e.source();
@@ -231,5 +235,16 @@ mod tests {
         struct Outer(#[source] BodyIdle);
         assert!(caused_by::<BodyIdle>(&Outer(BodyIdle)));
         assert!(!caused_by::<BodyTooLarge>(&Outer(BodyIdle)));
+    }
+
+    #[test]
+    fn causes_are_found_inside_io_errors() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let io = || std::io::Error::new(std::io::ErrorKind::TimedOut, BodyIdle);
+        assert!(caused_by::<BodyIdle>(&io()));
+        assert!(caused_by::<BodyIdle>(&Outer(io())));
+        assert!(!caused_by::<BodyTooLarge>(&Outer(io())));
     }
 }

@@ -9,6 +9,12 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+/// What a write gets when its peer left it waiting past the limit (inside an
+/// `io::Error` of kind `TimedOut`; [`crate::body::caused_by`] finds it there).
+#[derive(Debug, thiserror::Error)]
+#[error("peer did not read within the send timeout")]
+pub(crate) struct SendTimedOut;
+
 /// An I/O object whose writes fail when the peer leaves one waiting for `limit` (nginx
 /// `send_timeout` / `proxy_send_timeout`: the time between two successful writes). The timer
 /// exists only once a write had to wait.
@@ -65,7 +71,7 @@ impl<I> WriteDeadline<I> {
                 self.expired = true;
                 Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    "peer did not read within the send timeout",
+                    SendTimedOut,
                 )))
             }
             _ => Poll::Pending,

@@ -28,6 +28,7 @@ use hyper::upgrade::OnUpgrade;
 use tracing::{debug, warn};
 
 use crate::body::{BodyIdle, BodyTooLarge, IdleTimeout, Sent, caused_by};
+use crate::deadline::SendTimedOut;
 use crate::headers;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::pool::{ConnectError, Dest, Pool, PooledBody};
@@ -85,6 +86,12 @@ impl Failure {
                 debug!(route = %route.name, "client stopped sending its request body");
                 metrics.client_closed("body_timeout");
                 respond::request_timeout()
+            }
+            Failure::Http(e) if caused_by::<SendTimedOut>(e) => {
+                // nginx: a `proxy_send_timeout` is a timeout, 504.
+                metrics.upstream_error(&route.name, "timeout");
+                warn!(route = %route.name, upstream = %dest, "upstream did not take the request within the send timeout");
+                respond::gateway_timeout()
             }
             Failure::Connect(e) => {
                 metrics.upstream_error(&route.name, "connect");

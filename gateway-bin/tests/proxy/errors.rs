@@ -2,6 +2,7 @@
 //! 413 over a body limit (declared or streamed), 503 without a payload key, 404 without a
 //! route; and none of them reveals anything internal.
 
+use crate::nginx::start_nginx;
 use crate::support_proxy;
 
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use gateway::routes::RouteOverride;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use support_proxy::*;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// A port nothing listens on (bound, then closed).
 async fn closed_port() -> u16 {
@@ -21,7 +23,7 @@ async fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// An upstream that accepts, reads, and never answers.
+/// An upstream that accepts and holds each connection: it neither reads nor answers.
 async fn silent_upstream() -> (u16, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
@@ -249,4 +251,72 @@ async fn response_body_stalled_longer_than_the_read_timeout_is_cut_off() {
         "the stalled body was not cut off"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// POSTs `len` bytes to `path` at `addr` on a raw connection (the body written by a task of
+/// its own, as fast as it is taken) and returns the answer's status code ("" if none came
+/// within 20 s).
+async fn post_status(addr: std::net::SocketAddr, path: &str, token: &str, len: usize) -> String {
+    let (mut rd, mut wr) = TcpStream::connect(addr).await.unwrap().into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nABCAuthorization: {token}\r\nContent-Length: {len}\r\n\r\n"
+    );
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![7u8; 64 * 1024];
+        for _ in 0..len / chunk.len() {
+            wr.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(wr)
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !got.windows(2).any(|w| w == b"\r\n") {
+        match tokio::time::timeout_at(deadline, rd.read(&mut buf)).await {
+            Ok(Ok(n @ 1..)) => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    writer.abort();
+    let text = String::from_utf8_lossy(&got);
+    text.split(' ').nth(1).unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn an_upstream_that_does_not_take_the_request_is_504_after_the_send_timeout_as_with_nginx() {
+    // nginx buffers the body, then sends it; the upstream reads nothing.
+    let (port, _) = silent_upstream().await;
+    let conf = format!(
+        "master_process off;\nerror_log @DIR@/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path @DIR@/body;\n  client_max_body_size 0;\n\
+           server {{ listen 127.0.0.1:@LISTEN@;\n\
+             location / {{ proxy_pass http://127.0.0.1:{port}; proxy_send_timeout 1s; }} }}\n}}\n"
+    );
+    let nginx = start_nginx(&conf, |_| {});
+    let len = 16 << 20;
+    let started = Instant::now();
+    let reference = post_status(nginx.addr, "/spawner/up", "x", len).await;
+    assert_eq!(reference, "504");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+
+    // The gateway streams the body and meets the same silence.
+    let (port, accepts) = silent_upstream().await;
+    let mut file = file_config(one_port(29786, port));
+    file.routes.insert(
+        "spawner".to_owned(),
+        RouteOverride {
+            send_timeout: Some(Duration::from_secs(1)),
+            body_limit: Some(64 << 20),
+            ..Default::default()
+        },
+    );
+    let gw = spawn_run(file).await;
+    let started = Instant::now();
+    let answer = post_status(gw.addr, "/spawner/up", &token(), len).await;
+    assert_eq!(answer, reference);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(accepts.load(Ordering::SeqCst), 1);
+    let timeouts = r#"gateway_upstream_errors_total{kind="timeout",route="spawner"}"#;
+    assert_eq!(sample(&scrape(&gw).await, timeouts), Some(1.0));
 }
