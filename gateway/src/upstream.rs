@@ -93,6 +93,12 @@ impl Failure {
                 warn!(route = %route.name, upstream = %dest, "upstream did not take the request within the send timeout");
                 respond::gateway_timeout()
             }
+            Failure::Connect(ConnectError::TimedOut) => {
+                // nginx: a `proxy_connect_timeout` is a timeout, 504 (a refusal stays 502).
+                metrics.upstream_error(&route.name, "connect");
+                warn!(route = %route.name, upstream = %dest, "upstream connect timed out");
+                respond::gateway_timeout()
+            }
             Failure::Connect(e) => {
                 metrics.upstream_error(&route.name, "connect");
                 warn!(route = %route.name, upstream = %dest, error = %e, "upstream connect failed");

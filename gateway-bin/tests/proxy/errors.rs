@@ -1,4 +1,6 @@
-//! The gateway's own answers: 502 for a refused or unresolvable upstream, 504 for a slow one,
+//! The gateway's own answers: 502 for a refused or unresolvable upstream, 504 for a slow one
+//! (no answer in time; no connection or the request not taken in time, these two beside a
+//! real nginx),
 //! 413 over a body limit (declared or streamed), 503 without a payload key, 404 without a
 //! route; and none of them reveals anything internal.
 
@@ -319,4 +321,43 @@ async fn an_upstream_that_does_not_take_the_request_is_504_after_the_send_timeou
     assert_eq!(accepts.load(Ordering::SeqCst), 1);
     let timeouts = r#"gateway_upstream_errors_total{kind="timeout",route="spawner"}"#;
     assert_eq!(sample(&scrape(&gw).await, timeouts), Some(1.0));
+}
+
+/// A listener that never completes a connection: its accept queue (backlog 0) holds one
+/// connection nobody accepts, so later SYNs are dropped, as by a pod that is not there.
+/// Keep the returned values alive for as long as it is needed.
+async fn unanswering_listener() -> (u16, TcpListener, TcpStream) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let queued = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    (port, listener, queued)
+}
+
+#[tokio::test]
+async fn an_upstream_connect_that_times_out_is_504_as_with_nginx() {
+    let (port, _listener, _queued) = unanswering_listener().await;
+    let conf = format!(
+        "master_process off;\nerror_log @DIR@/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n\
+           server {{ listen 127.0.0.1:@LISTEN@;\n\
+             location / {{ proxy_pass http://127.0.0.1:{port}; proxy_connect_timeout 1s; }} }}\n}}\n"
+    );
+    let nginx = start_nginx(&conf, |_| {});
+    let started = Instant::now();
+    let (reference, _, _) = get(&format!("http://{}/spawner/x", nginx.addr), None).await;
+    assert_eq!(reference, StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+
+    let mut file = file_config(one_port(29786, port));
+    file.upstream.connect_timeout = Duration::from_secs(1);
+    let gw = spawn_run(file).await;
+    let started = Instant::now();
+    let (status, _, body) = get(&gw.url("/spawner/x"), Some(&token())).await;
+    assert_eq!(status, reference);
+    assert_eq!(body, "504 Gateway Time-out\n");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let connects = r#"gateway_upstream_errors_total{kind="connect",route="spawner"}"#;
+    assert_eq!(sample(&scrape(&gw).await, connects), Some(1.0));
 }
