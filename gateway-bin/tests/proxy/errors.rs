@@ -4,7 +4,7 @@
 //! 413 over a body limit (declared or streamed), 503 without a payload key, 404 without a
 //! route; and none of them reveals anything internal.
 
-use crate::nginx::start_nginx;
+use crate::nginx::start_proxy_nginx;
 use crate::support_proxy;
 
 use std::sync::Arc;
@@ -289,13 +289,7 @@ async fn post_status(addr: std::net::SocketAddr, path: &str, token: &str, len: u
 async fn an_upstream_that_does_not_take_the_request_is_504_after_the_send_timeout_as_with_nginx() {
     // nginx buffers the body, then sends it; the upstream reads nothing.
     let (port, _) = silent_upstream().await;
-    let conf = format!(
-        "master_process off;\nerror_log @DIR@/error.log;\nevents {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path @DIR@/body;\n  client_max_body_size 0;\n\
-           server {{ listen 127.0.0.1:@LISTEN@;\n\
-             location / {{ proxy_pass http://127.0.0.1:{port}; proxy_send_timeout 1s; }} }}\n}}\n"
-    );
-    let nginx = start_nginx(&conf, |_| {});
+    let nginx = start_proxy_nginx(port, "client_max_body_size 0; proxy_send_timeout 1s;");
     let len = 16 << 20;
     let started = Instant::now();
     let reference = post_status(nginx.addr, "/spawner/up", "x", len).await;
@@ -338,13 +332,7 @@ async fn unanswering_listener() -> (u16, TcpListener, TcpStream) {
 #[tokio::test]
 async fn an_upstream_connect_that_times_out_is_504_as_with_nginx() {
     let (port, _listener, _queued) = unanswering_listener().await;
-    let conf = format!(
-        "master_process off;\nerror_log @DIR@/error.log;\nevents {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n\
-           server {{ listen 127.0.0.1:@LISTEN@;\n\
-             location / {{ proxy_pass http://127.0.0.1:{port}; proxy_connect_timeout 1s; }} }}\n}}\n"
-    );
-    let nginx = start_nginx(&conf, |_| {});
+    let nginx = start_proxy_nginx(port, "proxy_connect_timeout 1s;");
     let started = Instant::now();
     let (reference, _, _) = get(&format!("http://{}/spawner/x", nginx.addr), None).await;
     assert_eq!(reference, StatusCode::GATEWAY_TIMEOUT);

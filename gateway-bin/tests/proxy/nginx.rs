@@ -103,3 +103,15 @@ pub fn start_nginx(conf: &str, prepare: impl FnOnce(&Path)) -> Nginx {
     }
     panic!("nginx did not start; its error log:\n{last_log}");
 }
+
+/// An nginx that proxies every path to `127.0.0.1:port`, with `directives` (e.g.
+/// `proxy_send_timeout 1s;`) in its one location: the reference for the upstream phases.
+pub fn start_proxy_nginx(port: u16, directives: &str) -> Nginx {
+    let conf = format!(
+        "master_process off;\nerror_log @DIR@/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path @DIR@/body;\n\
+           server {{ listen 127.0.0.1:@LISTEN@;\n\
+             location / {{ proxy_pass http://127.0.0.1:{port}; {directives} }} }}\n}}\n"
+    );
+    start_nginx(&conf, |_| {})
+}

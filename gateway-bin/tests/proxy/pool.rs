@@ -3,7 +3,7 @@
 //! connections, and responses abandoned half way. (Refused and failing upstreams are in
 //! `ops/faults.rs`.)
 
-use crate::nginx::{Nginx, start_nginx};
+use crate::nginx::{Nginx, start_nginx, start_proxy_nginx};
 use crate::support_proxy;
 
 use std::sync::Arc;
@@ -454,13 +454,7 @@ async fn a_client_that_leaves_before_the_answer_frees_its_upstream_connection_as
     // A long poll whose client goes: nginx (proxy_ignore_client_abort off) closes the
     // upstream connection rather than hold it for nobody until the read timeout.
     let (port, mut ended) = thinking_upstream().await;
-    let conf = format!(
-        "master_process off;\nerror_log @DIR@/error.log;\nevents {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n\
-           server {{ listen 127.0.0.1:@LISTEN@;\n\
-             location / {{ proxy_pass http://127.0.0.1:{port}; proxy_read_timeout 60s; }} }}\n}}\n"
-    );
-    let nginx = start_nginx(&conf, |_| {});
+    let nginx = start_proxy_nginx(port, "proxy_read_timeout 60s;");
     ask_and_leave(nginx.addr, "GET /spawner/poll HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let reference = tokio::time::timeout(Duration::from_secs(5), ended.recv()).await;
     assert!(reference.is_ok(), "nginx kept the upstream connection");
