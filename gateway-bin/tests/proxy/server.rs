@@ -198,11 +198,14 @@ async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
     // An upstream that answers after 500 ms.
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
+    let (asked, mut arrived) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
+            let asked = asked.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
+                let _ = asked.send(());
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let _ = s
                     .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
@@ -218,7 +221,10 @@ async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
     let url = gw.url("/spawner/slow");
     let token = token();
     let in_flight = tokio::spawn(async move { get(&url, Some(&token)).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The request is in flight once the upstream has it (a fixed sleep raced a loaded machine).
+    tokio::time::timeout(Duration::from_secs(10), arrived.recv())
+        .await
+        .expect("the request did not reach the upstream");
     drop(gw); // the shutdown signal
     let (status, _, body) = in_flight.await.unwrap();
     assert_eq!((status, body.as_str()), (StatusCode::OK, "slow"));
