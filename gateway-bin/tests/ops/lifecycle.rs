@@ -91,14 +91,14 @@ async fn a_silent_socket_is_closed_at_the_head_deadline_counted_from_accept() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
     let mut file = file_config(Default::default());
-    file.limits.keepalive_timeout = Duration::from_secs(1);
+    file.limits.keepalive_timeout = Duration::from_secs(2);
     file.limits.header_read_timeout = Duration::from_secs(30);
     let gw = spawn_gateway(file).await;
     let req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
 
-    // Busy: a request every 150 ms for 1.5 s (longer than the timeout), on one connection.
+    // Busy: a request every 150 ms for 3 s (longer than the timeout), on one connection.
     let mut busy = TcpStream::connect(gw.addr).await.unwrap();
-    for _ in 0..12 {
+    for _ in 0..20 {
         busy.write_all(req).await.unwrap();
         let mut buf = [0u8; 1024];
         let n = busy.read(&mut buf).await.unwrap();
@@ -179,7 +179,7 @@ async fn an_idle_h2_connection_gets_a_goaway_and_a_busy_stream_outlives_pings() 
     file.limits.h2c = true;
     file.limits.keepalive_timeout = Duration::from_millis(500);
     file.limits.h2_keepalive_interval = Duration::from_millis(200);
-    file.limits.h2_keepalive_timeout = Duration::from_secs(1);
+    file.limits.h2_keepalive_timeout = Duration::from_secs(3);
     let gw = spawn_gateway(file).await;
 
     // A stream that lasts 2 s (four idle timeouts, ten PING intervals) completes whole: the
@@ -511,13 +511,15 @@ async fn out_of_connections_the_ones_waiting_longest_go_first_and_a_new_client_i
     file.limits.keepalive_timeout = Duration::from_secs(60);
     let gw = spawn_gateway(file).await;
     let mut oldest = TcpStream::connect(gw.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let mut idle = idle_keep_alive(&gw).await;
     let mut silent = TcpStream::connect(gw.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Every slot taken, every deadline a minute away: the new client gets in now, because
-    // the connection that has made the gateway wait longest (2.8 s) goes, and only it.
+    // the connection that has made the gateway wait longest (3.3 s, against 0.3 s; the age
+    // bands double, so a stall of the test's own of up to 0.7 s keeps them apart) goes, and
+    // only it.
     assert_eq!(
         healthz_within(&gw, Duration::from_secs(10)).await,
         Some(StatusCode::OK),
@@ -629,7 +631,9 @@ async fn out_of_connections_stalled_clients_go_and_a_request_waiting_on_its_upst
         "POST /filer/upload HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 1000000\r\n\r\n0123456789"
     ))
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Both stalled clients ≈3 s into their waits: one age band, [2 s, 4 s), with a second's
+    // margin on either side, so the one round the new client starts tells both.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
 
     assert_eq!(
         healthz_within(&gw, Duration::from_secs(10)).await,

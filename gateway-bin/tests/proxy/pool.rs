@@ -420,17 +420,22 @@ async fn a_real_nginx_answering_405_to_an_upload_stalls_no_other_user() {
     drop(uploads);
 }
 
-/// An upstream that reads each request head and never answers; `ended` gets a message for
-/// each connection the other side closes.
-async fn thinking_upstream() -> (u16, tokio::sync::mpsc::UnboundedReceiver<()>) {
+type Signals = tokio::sync::mpsc::UnboundedReceiver<()>;
+
+/// An upstream that reads each request head and never answers; `heard` gets a message for
+/// each head it read, `ended` for each connection the other side closes after its head.
+async fn thinking_upstream() -> (u16, Signals, Signals) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, ended) = tokio::sync::mpsc::unbounded_channel();
+    let (heard_tx, heard) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
             let tx = tx.clone();
+            let heard_tx = heard_tx.clone();
             tokio::spawn(async move {
                 if read_head(&mut conn).await.is_some() {
+                    let _ = heard_tx.send(());
                     let mut rest = [0u8; 64];
                     // Only the peer's close ends the wait.
                     while conn.read(&mut rest).await.unwrap_or(0) > 0 {}
@@ -439,34 +444,38 @@ async fn thinking_upstream() -> (u16, tokio::sync::mpsc::UnboundedReceiver<()>) 
             });
         }
     });
-    (port, ended)
+    (port, heard, ended)
 }
 
-/// Sends `head` on a new connection to `addr`, waits, then closes it unanswered.
-async fn ask_and_leave(addr: std::net::SocketAddr, head: &str) {
+/// Sends `head` on a new connection to `addr`, waits until the upstream has it (`heard`),
+/// then closes the connection unanswered.
+async fn ask_and_leave(addr: std::net::SocketAddr, head: &str, heard: &mut Signals) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(head.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(10), heard.recv())
+        .await
+        .expect("the request did not reach the upstream");
 }
 
 #[tokio::test]
 async fn a_client_that_leaves_before_the_answer_frees_its_upstream_connection_as_with_nginx() {
     // A long poll whose client goes: nginx (proxy_ignore_client_abort off) closes the
     // upstream connection rather than hold it for nobody until the read timeout.
-    let (port, mut ended) = thinking_upstream().await;
+    let (port, mut heard, mut ended) = thinking_upstream().await;
     let nginx = start_proxy_nginx(port, "proxy_read_timeout 60s;");
-    ask_and_leave(nginx.addr, "GET /spawner/poll HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let head = "GET /spawner/poll HTTP/1.1\r\nHost: x\r\n\r\n";
+    ask_and_leave(nginx.addr, head, &mut heard).await;
     let reference = tokio::time::timeout(Duration::from_secs(5), ended.recv()).await;
     assert!(reference.is_ok(), "nginx kept the upstream connection");
 
-    let (port, mut ended) = thinking_upstream().await;
+    let (port, mut heard, mut ended) = thinking_upstream().await;
     let port_map = POD_PORTS.iter().map(|p| (p.to_string(), port)).collect();
     let gw = spawn_gateway(file_config(port_map)).await;
     let head = format!(
         "GET /spawner/poll HTTP/1.1\r\nHost: x\r\nABCAuthorization: Bearer {}\r\n\r\n",
         token()
     );
-    ask_and_leave(gw.addr, &head).await;
+    ask_and_leave(gw.addr, &head, &mut heard).await;
     let freed = tokio::time::timeout(Duration::from_secs(5), ended.recv()).await;
     assert!(
         freed.is_ok(),

@@ -74,10 +74,12 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     // its slot (no client-side wait, so nothing to reclaim).
     let silent_pyos = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let pyos_port = silent_pyos.local_addr().unwrap().port();
+    let (dialled, mut reached) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((conn, _)) = silent_pyos.accept().await {
             held.push(conn);
+            let _ = dialled.send(());
         }
     });
     let mut file = file_config(Default::default());
@@ -92,6 +94,11 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         .write_all(b"GET /API/longpoll HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
+    // The first holds the slot once its request reached pyos (the workers accept concurrently,
+    // so a second connection opened at once could be admitted first).
+    tokio::time::timeout(Duration::from_secs(10), reached.recv())
+        .await
+        .expect("the first request did not reach pyos");
 
     let mut second = TcpStream::connect(gw.addr).await.unwrap();
     second

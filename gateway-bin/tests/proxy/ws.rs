@@ -134,7 +134,8 @@ async fn idle_tunnel_is_closed_after_the_routes_read_timeout() {
     file.routes.insert(
         "websockify".to_owned(),
         RouteOverride {
-            read_timeout: Some(Duration::from_millis(300)),
+            // Long enough that a loaded machine's pause before the echo does not end it.
+            read_timeout: Some(Duration::from_secs(1)),
             ..Default::default()
         },
     );
