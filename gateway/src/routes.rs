@@ -194,6 +194,55 @@ pub struct Matched<'r, 'a> {
 pub struct RouteTable {
     routes: Vec<Route>,
     container_ports: Vec<u16>,
+    index: Index,
+}
+
+/// Where [`RouteTable::find`] looks, built once with the table so that a request compares its
+/// path with the few routes that could match it rather than with every route.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    /// Exact locations' paths, sorted, with their route.
+    exact: Vec<(String, usize)>,
+    /// Prefix locations of two bytes or more by their second byte (the one after the leading
+    /// `/`), longest first: only those can be a prefix of a path with that second byte.
+    prefixes: Vec<Vec<usize>>,
+    /// Prefix locations shorter than two bytes (`/`), longest first.
+    short_prefixes: Vec<usize>,
+    /// Regex locations, in table order.
+    regexes: Vec<usize>,
+}
+
+impl Index {
+    fn new(routes: &[Route]) -> Self {
+        let mut index = Index {
+            prefixes: vec![Vec::new(); 256],
+            ..Index::default()
+        };
+        for (i, route) in routes.iter().enumerate() {
+            match &route.matcher {
+                Matcher::Exact(p) => index.exact.push((p.clone(), i)),
+                Matcher::Prefix(p) => match p.as_bytes().get(1) {
+                    Some(&b) => index.prefixes[usize::from(b)].push(i),
+                    None => index.short_prefixes.push(i),
+                },
+                Matcher::Regex(_) => index.regexes.push(i),
+            }
+        }
+        // The first of equal exact paths wins, as in table order; of equally long prefixes
+        // the last (nginx would refuse such a table; the old scan kept the last).
+        index
+            .exact
+            .sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        index.exact.dedup_by(|later, first| later.0 == first.0);
+        let prefix_len = |i: &usize| match &routes[*i].matcher {
+            Matcher::Prefix(p) => p.len(),
+            _ => 0,
+        };
+        for bucket in index.prefixes.iter_mut().chain([&mut index.short_prefixes]) {
+            bucket.sort_by(|a, b| prefix_len(b).cmp(&prefix_len(a)).then(b.cmp(a)));
+        }
+        index
+    }
 }
 
 // === impl Route ===
@@ -458,9 +507,11 @@ impl RouteTable {
             }
         }
         routes.retain(|r| overrides.get(&r.name).and_then(|o| o.enabled) != Some(false));
+        let index = Index::new(&routes);
         Ok(RouteTable {
             routes,
             container_ports,
+            index,
         })
     }
 
@@ -482,23 +533,25 @@ impl RouteTable {
             port: None,
             rest: None,
         };
-        if let Some(route) = self
-            .routes
-            .iter()
-            .find(|r| matches!(&r.matcher, Matcher::Exact(p) if p == path))
-        {
-            return Some(plain(route));
+        let index = &self.index;
+        if let Ok(at) = index.exact.binary_search_by(|(p, _)| p.as_str().cmp(path)) {
+            return Some(plain(&self.routes[index.exact[at].1]));
         }
-        let longest_prefix = self
-            .routes
+        let is_prefix = |i: &&usize| match &self.routes[**i].matcher {
+            Matcher::Prefix(p) => path.starts_with(p.as_str()),
+            _ => false,
+        };
+        let bucket = path
+            .as_bytes()
+            .get(1)
+            .map_or(&[][..], |&b| &index.prefixes[usize::from(b)]);
+        let longest_prefix = bucket
             .iter()
-            .filter_map(|r| match &r.matcher {
-                Matcher::Prefix(p) if path.starts_with(p.as_str()) => Some((p.len(), r)),
-                _ => None,
-            })
-            .max_by_key(|(len, _)| *len)
-            .map(|(_, r)| r);
-        for route in &self.routes {
+            .find(is_prefix)
+            .or_else(|| index.short_prefixes.iter().find(is_prefix))
+            .map(|&i| &self.routes[i]);
+        for &i in &index.regexes {
+            let route = &self.routes[i];
             let Matcher::Regex(re) = &route.matcher else {
                 continue;
             };
@@ -542,6 +595,82 @@ mod tests {
         // Not exact: falls to `/`.
         assert_eq!(name(&t, "/websockify/x").as_deref(), Some("website"));
         assert_eq!(name(&t, "/healthzz").as_deref(), Some("website"));
+    }
+
+    /// nginx's rules read plainly, route by route over the whole table: what the index must
+    /// agree with.
+    fn scan<'r>(t: &'r RouteTable, path: &str) -> Option<&'r Route> {
+        let routes = t.routes();
+        if let Some(r) = routes
+            .iter()
+            .find(|r| matches!(&r.matcher, Matcher::Exact(p) if p == path))
+        {
+            return Some(r);
+        }
+        let longest_prefix = routes
+            .iter()
+            .filter_map(|r| match &r.matcher {
+                Matcher::Prefix(p) if path.starts_with(p.as_str()) => Some((p.len(), r)),
+                _ => None,
+            })
+            .max_by_key(|(len, _)| *len)
+            .map(|(_, r)| r);
+        routes
+            .iter()
+            .find(|r| matches!(&r.matcher, Matcher::Regex(re) if re.is_match(path)))
+            .or(longest_prefix)
+    }
+
+    #[test]
+    fn the_index_finds_what_a_scan_of_every_route_finds() {
+        let mut tables = vec![
+            table(),
+            RouteTable::abcdesktop(DEFAULT_CONTAINER_PORTS.to_vec(), true, &BTreeMap::new())
+                .unwrap_or_else(|e| panic!("{e:?}")),
+        ];
+        let off = |name: &str| {
+            let o = RouteOverride {
+                enabled: Some(false),
+                ..RouteOverride::default()
+            };
+            BTreeMap::from([(name.to_owned(), o)])
+        };
+        for name in ["website", "healthz", "spawner", "container-path"] {
+            tables.push(
+                RouteTable::abcdesktop(DEFAULT_CONTAINER_PORTS.to_vec(), false, &off(name))
+                    .unwrap_or_else(|e| panic!("{e:?}")),
+            );
+        }
+        // Every location's own text, cut short, run on and varied, beside odd paths.
+        let mut paths: Vec<String> = ["", "/", "//", "/x", "/a/b", "/\u{e9}t\u{e9}", "/%2F"]
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect();
+        for route in tables[0].routes().iter().chain(tables[1].routes()) {
+            let text = match &route.matcher {
+                Matcher::Exact(p) | Matcher::Prefix(p) => p.clone(),
+                Matcher::Regex(re) => re.as_str().replace(['^', '\\', '?', '(', ')'], ""),
+            };
+            for cut in 0..=text.len() {
+                if let Some(head) = text.get(..cut) {
+                    paths.push(head.to_owned());
+                }
+            }
+            for tail in ["/", "x", "/1/size", "/tok/29786/rest", "/6081", "?q"] {
+                paths.push(format!("{text}{tail}"));
+                paths.push(format!("/pre{text}{tail}"));
+            }
+        }
+        let mut checked = 0;
+        for t in &tables {
+            for path in &paths {
+                let found = t.find(path).map(|m| m.route.name.as_str());
+                let expected = scan(t, path).map(|r| r.name.as_str());
+                assert_eq!(found, expected, "{path:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "{checked}");
     }
 
     #[test]
