@@ -16,7 +16,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
@@ -76,6 +76,11 @@ pub struct AuthThrottle {
     window: Duration,
     grouping: Grouping,
     windows: moka::sync::Cache<IpAddr, Arc<Window>>,
+    /// Where [`AuthThrottle::limited_until`] counts from.
+    epoch: Instant,
+    /// When (nanoseconds after `epoch`) the last window that reached the limit ends: until
+    /// then some client may be throttled; after it none is, and `check` needs no lookup.
+    limited_until: AtomicU64,
     /// Requests answered 429.
     pub throttled: IntCounter,
 }
@@ -107,6 +112,8 @@ impl AuthThrottle {
                 .max_capacity(MAX_TRACKED)
                 .time_to_live(window)
                 .build(),
+            epoch: Instant::now(),
+            limited_until: AtomicU64::new(0),
             throttled: IntCounter::new(
                 "gateway_auth_throttled_total",
                 "Requests refused with 429 after too many authentication failures.",
@@ -117,7 +124,8 @@ impl AuthThrottle {
 
     /// `Some(retry_after)` when `ip` is over its limit in the current window.
     pub fn check(&self, ip: IpAddr) -> Option<Duration> {
-        if self.limit == 0 {
+        if self.limit == 0 || self.since_epoch(Instant::now()) >= self.limited_until() {
+            // No window that reached the limit is still open: nobody is throttled.
             return None;
         }
         let window = self.windows.get(&ip)?;
@@ -193,7 +201,23 @@ impl AuthThrottle {
                 failures: AtomicU32::new(0),
             })
         });
-        window.failures.fetch_add(1, Ordering::Relaxed);
+        let failures = window
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if failures >= self.limit {
+            let end = self.since_epoch(window.start + self.window);
+            self.limited_until.fetch_max(end, Ordering::Relaxed);
+        }
+    }
+
+    /// The end of the last window that reached the limit, in nanoseconds after `epoch`.
+    fn limited_until(&self) -> u64 {
+        self.limited_until.load(Ordering::Relaxed)
+    }
+
+    fn since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -216,6 +240,32 @@ mod tests {
         assert_eq!(throttle.throttled.get(), 1);
         std::thread::sleep(Duration::from_millis(320));
         assert_eq!(throttle.check(a), None, "the window ended");
+    }
+
+    #[test]
+    fn checks_skip_the_lookup_only_once_every_window_at_its_limit_has_ended() {
+        let throttle = AuthThrottle::new(2, Duration::from_millis(1500));
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        throttle.failure(a);
+        assert_eq!(throttle.limited_until(), 0, "nobody at the limit yet");
+        throttle.failure(a);
+        let a_ends = throttle.limited_until();
+        assert!(a_ends > 0);
+        std::thread::sleep(Duration::from_millis(1000));
+        // b's window opens later and ends later: checks must keep looking until it ends.
+        throttle.failure(b);
+        throttle.failure(b);
+        assert!(throttle.limited_until() >= a_ends + 900_000_000);
+        // A failure counted in a's window again does not move the end back.
+        throttle.failure(a);
+        let b_ends = throttle.limited_until();
+        assert!(b_ends >= a_ends + 900_000_000);
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(throttle.check(a), None, "a's window ended");
+        assert!(throttle.check(b).is_some(), "b's window is still open");
+        std::thread::sleep(Duration::from_millis(900));
+        assert_eq!(throttle.check(b), None);
     }
 
     fn xff(values: &[&str]) -> HeaderMap {
