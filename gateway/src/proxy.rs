@@ -30,7 +30,9 @@ use crate::respond::{self, Body, BoxError};
 use crate::routes::{Matched, PortRule, Route, ServiceName, Upstream};
 use crate::telemetry::{LogLimiter, LogPermit, redact_path, redact_uri};
 use crate::throttle::AuthThrottle;
-use crate::token::{Authenticator, RequestParts, Target, TokenDigest, digest_fingerprint};
+use crate::token::{
+    Authenticator, RequestParts, Target, TokenDigest, TokenMemo, digest_fingerprint,
+};
 use crate::upgrade::Tunnels;
 use crate::upstream::{Exchange, Executor};
 
@@ -69,6 +71,8 @@ pub struct Peer {
     ip_text: HeaderValue,
     /// Its connection, told when a request body keeps it waiting on the client.
     connection: Option<Arc<ClientWait>>,
+    /// The last token the connection's client had accepted (see [`TokenMemo`]).
+    tokens: Arc<TokenMemo>,
 }
 
 impl Peer {
@@ -78,6 +82,7 @@ impl Peer {
             addr,
             ip_text: headers::peer_value(addr.ip()),
             connection: None,
+            tokens: Arc::default(),
         }
     }
 
@@ -299,10 +304,7 @@ impl Gateway {
             return respond::too_large();
         }
 
-        let plan = match self
-            .plan(&req, &matched, path_port, peer.addr, outcome)
-            .await
-        {
+        let plan = match self.plan(&req, &matched, path_port, peer, outcome).await {
             Ok(plan) => plan,
             Err(res) => return res,
         };
@@ -396,7 +398,7 @@ impl Gateway {
         req: &Request<Incoming>,
         matched: &Matched<'r, '_>,
         path_port: Option<u16>,
-        peer: SocketAddr,
+        peer: &Peer,
         outcome: &mut Outcome<'_>,
     ) -> Result<Plan, Response<Body>> {
         let route = matched.route;
@@ -409,7 +411,7 @@ impl Gateway {
                     return Err(respond::not_found());
                 };
                 // A client over its failure budget gets no token work at all.
-                let client = self.throttle.client(peer.ip(), req.headers());
+                let client = self.throttle.client(peer.addr.ip(), req.headers());
                 if let Some(retry_after) = self.throttle.check(client) {
                     debug!(route = %route.name, "client throttled after authentication failures");
                     outcome.refusal = Some("throttled");
@@ -434,7 +436,7 @@ impl Gateway {
                     }
                 };
                 let (authenticated, digest) =
-                    self.auth.authenticate_with_digest(token, now()).await;
+                    self.auth.authenticate_on(&peer.tokens, token, now()).await;
                 outcome.token = digest;
                 let target = authenticated.map_err(|refusal| {
                     debug!(

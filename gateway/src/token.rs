@@ -11,7 +11,8 @@
 //! - the signature is verified before any decryption (so an attacker without the signing key
 //!   can never feed chosen ciphertexts to the payload key);
 //! - the decrypted bytes are validated as a desktop address before anyone may dial them;
-//! - the cache holds SHA-256 digests of tokens, never tokens.
+//! - the shared cache holds SHA-256 digests of tokens, never tokens; a connection's
+//!   [`TokenMemo`] holds only the last token that connection's client sent itself.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,7 @@ pub mod cache;
 mod error;
 pub mod extract;
 pub mod jws;
+mod memo;
 pub mod payload;
 mod rsa_ffi;
 pub mod target;
@@ -32,6 +34,7 @@ pub use cache::{CacheConfig, TokenDigest};
 pub use error::Refusal;
 pub use extract::{RequestParts, TokenSource};
 pub use jws::{Claims, KeyId, SigningKey};
+pub use memo::TokenMemo;
 pub use payload::{PayloadKey, PayloadMode, PayloadPadding};
 pub use target::{Target, TargetPolicy};
 
@@ -375,6 +378,34 @@ impl Authenticator {
         token: &str,
         now: i64,
     ) -> (Result<Target, Refusal>, Option<TokenDigest>) {
+        self.authenticate_remembering(None, token, now).await
+    }
+
+    /// [`Authenticator::authenticate_with_digest`] for a request on a client connection that
+    /// remembers its last accepted token in `memo`: the same token again, while the shared
+    /// cache would still serve it, is answered without hashing it or looking it up.
+    pub async fn authenticate_on(
+        &self,
+        memo: &TokenMemo,
+        token: &str,
+        now: i64,
+    ) -> (Result<Target, Refusal>, Option<TokenDigest>) {
+        self.authenticate_remembering(Some(memo), token, now).await
+    }
+
+    async fn authenticate_remembering(
+        &self,
+        memo: Option<&TokenMemo>,
+        token: &str,
+        now: i64,
+    ) -> (Result<Target, Refusal>, Option<TokenDigest>) {
+        let recalled =
+            memo.and_then(|m| m.recall(token.as_bytes(), now, &self.keys.load().signing));
+        if let Some((target, digest)) = recalled {
+            self.stats.cache_hits.inc();
+            self.stats.outcome("cache_hit");
+            return (Ok(target), Some(digest));
+        }
         let early = if token.is_empty() {
             Some(Refusal::Missing)
         } else if token.len() > self.config.max_token_len {
@@ -387,10 +418,11 @@ impl Authenticator {
             return (Err(refusal), None);
         }
         let digest = digest(token.as_bytes());
-        (
-            self.authenticate_digest(token, digest, now).await,
-            Some(digest),
-        )
+        let entry = self.authenticate_digest(token, digest, now).await;
+        if let (Some(memo), Ok(entry)) = (memo, &entry) {
+            memo.remember(token.as_bytes(), digest, Arc::clone(entry));
+        }
+        (entry.map(|entry| entry.target.clone()), Some(digest))
     }
 
     async fn authenticate_digest(
@@ -398,7 +430,7 @@ impl Authenticator {
         token: &str,
         digest: TokenDigest,
         now: i64,
-    ) -> Result<Target, Refusal> {
+    ) -> Result<Arc<Entry>, Refusal> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -406,10 +438,10 @@ impl Authenticator {
             // those keys or newer ones (`replace_keys` stores the keys first).
             let generation = self.generation.load(Ordering::SeqCst);
             let keys = self.keys.load_full();
-            if let Some(target) = self.cache.get(&digest, now, &keys.signing).await {
+            if let Some(entry) = self.cache.get(&digest, now, &keys.signing).await {
                 self.stats.cache_hits.inc();
                 self.stats.outcome("cache_hit");
-                return Ok(target);
+                return Ok(entry);
             }
             if let Some(refusal) = self.cache.refused(&digest) {
                 self.stats.negative_hits.inc();
@@ -455,7 +487,7 @@ impl Authenticator {
             let computed = match computed {
                 Ok(entry) => {
                     self.stats.outcome("accepted");
-                    return Ok(entry.target.clone());
+                    return Ok(entry);
                 }
                 Err(computed) => *computed,
             };
@@ -489,8 +521,13 @@ mod tests {
     use gateway_tooling::keygen::{PAIRS, generate_pair};
     use gateway_tooling::mint::{MintMode, Minter};
 
-    #[tokio::test]
-    async fn cache_keys_are_digests_never_tokens() {
+    /// An authenticator over fresh 1024-bit keys that accepts loopback targets, and a minter
+    /// for its tokens.
+    fn setup() -> (
+        Authenticator,
+        Minter,
+        gateway_tooling::keygen::GeneratedPair,
+    ) {
         let payload = generate_pair(PAIRS[0], 1024).unwrap();
         let signing = generate_pair(PAIRS[1], 1024).unwrap();
         let keys = Keys {
@@ -506,9 +543,98 @@ mod tests {
             },
             ..AuthConfig::default()
         };
-        let auth = Authenticator::new(config, keys);
         let minter =
             Minter::from_pem(&signing.private_pem, &payload.public_pem, MintMode::Pkcs1).unwrap();
+        (Authenticator::new(config, keys), minter, payload)
+    }
+
+    #[tokio::test]
+    async fn a_connection_s_memo_answers_its_token_again_without_the_shared_cache() {
+        let (auth, minter, _) = setup();
+        let memo = TokenMemo::default();
+        let now = 1_800_000_000;
+        let token = minter.mint("10.0.0.1", now, 420).unwrap();
+        let (first, digest1) = auth.authenticate_on(&memo, &token, now).await;
+        assert_eq!(first, Ok(Target::Ip([10, 0, 0, 1].into())));
+        // Emptied, the shared cache cannot answer: only the memo can, with the same digest.
+        auth.cache.positive.invalidate_all();
+        auth.cache.positive.run_pending_tasks().await;
+        let (again, digest2) = auth.authenticate_on(&memo, &token, now + 1).await;
+        assert_eq!(again, first);
+        assert_eq!(digest2, digest1);
+        assert_eq!(auth.stats.verifications.get(), 1);
+        assert_eq!(auth.stats.cache_hits.get(), 1);
+        // Another token on the same connection goes through the pipeline and takes the memo's
+        // place; the first is then verified again.
+        let other = minter.mint("10.0.0.2", now, 420).unwrap();
+        let (second, _) = auth.authenticate_on(&memo, &other, now).await;
+        assert_eq!(second, Ok(Target::Ip([10, 0, 0, 2].into())));
+        assert_eq!(auth.stats.verifications.get(), 2);
+        auth.cache.positive.invalidate_all();
+        auth.cache.positive.run_pending_tasks().await;
+        assert_eq!(auth.authenticate_on(&memo, &token, now).await.0, first);
+        assert_eq!(auth.stats.verifications.get(), 3);
+        // A different memo (another connection) does not share it.
+        let (_, _) = auth
+            .authenticate_on(&TokenMemo::default(), &token, now)
+            .await;
+        assert_eq!(auth.stats.cache_hits.get(), 2, "from the shared cache");
+    }
+
+    #[tokio::test]
+    async fn a_memo_serves_no_longer_than_the_shared_cache_would() {
+        let (auth, minter, _) = setup();
+        let memo = TokenMemo::default();
+        let now = 1_800_000_000;
+        // Valid for 30 s: cached (and remembered) for 30 s, then refused as expired.
+        let token = minter.mint("10.0.0.1", now, 30).unwrap();
+        assert!(auth.authenticate_on(&memo, &token, now).await.0.is_ok());
+        assert!(
+            auth.authenticate_on(&memo, &token, now + 29)
+                .await
+                .0
+                .is_ok()
+        );
+        assert_eq!(auth.stats.verifications.get(), 1);
+        assert_eq!(
+            auth.authenticate_on(&memo, &token, now + 31).await.0,
+            Err(Refusal::Expired)
+        );
+        // A token with a second or less to live is never cached, so never remembered.
+        let short = minter.mint("10.0.0.1", now, 1).unwrap();
+        assert!(auth.authenticate_on(&memo, &short, now).await.0.is_ok());
+        assert!(auth.authenticate_on(&memo, &short, now).await.0.is_ok());
+        assert_eq!(auth.stats.verifications.get(), 4);
+        // A refusal is not remembered: the same forged token is refused every time.
+        let forged = format!("{}x", &token[..token.len() - 1]);
+        for _ in 0..2 {
+            assert!(auth.authenticate_on(&memo, &forged, now).await.0.is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn removing_the_signing_key_revokes_what_a_memo_holds() {
+        let (auth, minter, payload) = setup();
+        let memo = TokenMemo::default();
+        let now = 1_800_000_000;
+        let token = minter.mint("10.0.0.1", now, 420).unwrap();
+        assert!(auth.authenticate_on(&memo, &token, now).await.0.is_ok());
+        let other = generate_pair(PAIRS[1], 1024).unwrap();
+        auth.replace_keys(Keys {
+            signing: vec![SigningKey::from_pem(&other.public_pem).unwrap()],
+            payload: Some(
+                PayloadKey::from_pem(&payload.private_pem, PayloadPadding::Pkcs1).unwrap(),
+            ),
+        });
+        assert_eq!(
+            auth.authenticate_on(&memo, &token, now).await.0,
+            Err(Refusal::BadSignature)
+        );
+    }
+
+    #[tokio::test]
+    async fn cache_keys_are_digests_never_tokens() {
+        let (auth, minter, _) = setup();
         let now = 1_800_000_000;
         let token = minter.mint("10.0.0.1", now, 420).unwrap();
         auth.authenticate(&token, now).await.unwrap();
@@ -516,8 +642,10 @@ mod tests {
         let stored: Vec<TokenDigest> = auth.cache.positive.iter().map(|(k, _)| *k).collect();
         assert_eq!(stored, vec![digest(token.as_bytes())]);
         // Nothing that is kept prints any part of the token.
+        let memo = TokenMemo::default();
+        auth.authenticate_on(&memo, &token, now).await.0.unwrap();
         let shown = format!(
-            "{auth:?} {:?}",
+            "{auth:?} {:?} {memo:?}",
             auth.cache.positive.iter().collect::<Vec<_>>()
         );
         for piece in token.split('.') {

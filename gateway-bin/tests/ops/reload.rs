@@ -10,9 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use gateway::config::KeysSection;
 use gateway_tooling::keygen::{self, PAIRS};
 use gateway_tooling::mint::{MintMode, Minter};
+use http::Request;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
 use support_proxy::*;
 
 const SIGNING_FILE: &str = "abcdesktop_jwt_desktop_signing_public_key.pem";
@@ -218,4 +222,74 @@ async fn a_rotation_without_overlap_revokes_cached_tokens_within_a_reload_interv
     // from the cache until its expiry.
     assert_eq!(get(&url, Some(&old)).await.0, 401);
     assert_eq!(get(&url, Some(&new)).await.0, 200);
+}
+
+/// One kept-alive HTTP/1.1 connection to `addr`: every request sent on it reaches the gateway
+/// on the same client connection (and so meets that connection's token memo).
+async fn kept_alive(
+    addr: std::net::SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<TestBody> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender
+}
+
+async fn get_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<TestBody>,
+    url: &str,
+    token: &str,
+) -> http::StatusCode {
+    sender.ready().await.unwrap();
+    let req = Request::get(url)
+        .header("abcauthorization", format!("Bearer {token}"))
+        .body(full(Bytes::new()))
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    let status = res.status();
+    res.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_revokes_the_token_a_kept_alive_connection_keeps_sending() {
+    const INTERVAL: Duration = Duration::from_millis(50);
+    let desktop = Desktop::http().await;
+    let volume = signing_volume();
+    let root = volume.path();
+    let running = spawn_run(watching(&desktop, root, INTERVAL, Some(Duration::ZERO))).await;
+    let url = running.url("/spawner/getenv");
+
+    // The browser's connection: the old key's token, request after request, on one socket.
+    let old = token();
+    let mut browser = kept_alive(running.addr).await;
+    for _ in 0..3 {
+        assert_eq!(get_on(&mut browser, &url, &old).await, 200);
+    }
+    let before = scrape(&running).await;
+    assert_eq!(
+        sample(&before, "gateway_token_verifications_total"),
+        Some(1.0)
+    );
+
+    let (new_signing, new_minter) = new_signing_pair();
+    let new = new_minter.mint("127.0.0.1", now(), 600).unwrap();
+    write_generation(root, 2, &new_signing.public_pem);
+    let written = tokio::time::Instant::now();
+    while get(&url, Some(&new)).await.0 != 200 {
+        assert!(
+            written.elapsed() < Duration::from_secs(5),
+            "rotation never picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The same connection, the same token: refused from that reload on.
+    assert_eq!(get_on(&mut browser, &url, &old).await, 401);
+    // The connection carries on with the new key's token.
+    assert_eq!(get_on(&mut browser, &url, &new).await, 200);
+    assert_eq!(get_on(&mut browser, &url, &new).await, 200);
 }

@@ -92,6 +92,12 @@ impl Entry {
             ttl,
         }
     }
+
+    /// Whether the entry may answer at `now`: still valid, and the key that verified it still
+    /// one of `signing`.
+    pub(crate) fn serves(&self, now: i64, signing: &[SigningKey]) -> bool {
+        now < self.valid_until && signing.iter().any(|k| k.id() == self.signed_by)
+    }
 }
 
 struct EntryExpiry;
@@ -145,16 +151,16 @@ impl TargetCache {
         TargetCache { positive, negative }
     }
 
-    /// A cached target still valid at `now` and verified by one of `signing`.
+    /// A cached entry still valid at `now` and verified by one of `signing`.
     pub(crate) async fn get(
         &self,
         digest: &TokenDigest,
         now: i64,
         signing: &[SigningKey],
-    ) -> Option<Target> {
+    ) -> Option<Arc<Entry>> {
         let entry = self.positive.get(digest).await?;
-        if now < entry.valid_until && signing.iter().any(|k| k.id() == entry.signed_by) {
-            Some(entry.target.clone())
+        if entry.serves(now, signing) {
+            Some(entry)
         } else {
             self.positive.invalidate(digest).await;
             None
