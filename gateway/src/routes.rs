@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
 use crate::token::TokenSource;
@@ -199,7 +199,7 @@ pub struct RouteTable {
 
 /// Where [`RouteTable::find`] looks, built once with the table so that a request compares its
 /// path with the few routes that could match it rather than with every route.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Index {
     /// Exact locations' paths, sorted, with their route.
     exact: Vec<(String, usize)>,
@@ -210,13 +210,19 @@ struct Index {
     short_prefixes: Vec<usize>,
     /// Regex locations, in table order.
     regexes: Vec<usize>,
+    /// All of them at once: one scan tells whether any matches (most paths match none).
+    /// `None` had the set not compiled (each pattern did alone): then each is tried.
+    any_regex: Option<RegexSet>,
 }
 
 impl Index {
     fn new(routes: &[Route]) -> Self {
         let mut index = Index {
+            exact: Vec::new(),
             prefixes: vec![Vec::new(); 256],
-            ..Index::default()
+            short_prefixes: Vec::new(),
+            regexes: Vec::new(),
+            any_regex: None,
         };
         for (i, route) in routes.iter().enumerate() {
             match &route.matcher {
@@ -241,6 +247,14 @@ impl Index {
         for bucket in index.prefixes.iter_mut().chain([&mut index.short_prefixes]) {
             bucket.sort_by(|a, b| prefix_len(b).cmp(&prefix_len(a)).then(b.cmp(a)));
         }
+        let patterns = index
+            .regexes
+            .iter()
+            .filter_map(|&i| match &routes[i].matcher {
+                Matcher::Regex(re) => Some(re.as_str()),
+                _ => None,
+            });
+        index.any_regex = RegexSet::new(patterns).ok();
         index
     }
 }
@@ -550,7 +564,11 @@ impl RouteTable {
             .find(is_prefix)
             .or_else(|| index.short_prefixes.iter().find(is_prefix))
             .map(|&i| &self.routes[i]);
-        for &i in &index.regexes {
+        let regexes = match &index.any_regex {
+            Some(set) if !set.is_match(path) => &[][..],
+            _ => &index.regexes[..],
+        };
+        for &i in regexes {
             let route = &self.routes[i];
             let Matcher::Regex(re) = &route.matcher else {
                 continue;
