@@ -53,24 +53,7 @@ bench_token "$BIN" "$WORK" # sets K and TOKEN
 
 "${ON_LOAD[@]}" "$BIN/loadgen" serve --http "127.0.0.1:$UP" --ws "127.0.0.1:$UP_WS" --max-time 30m &
 PIDS+=($!)
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx.conf" <<EOF
-worker_processes ${WORKERS:-1};
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-$(nginx_temp_paths "$WORK/nginx")
-    keepalive_requests 1000000;
-    upstream up { server 127.0.0.1:$UP; keepalive 64; keepalive_requests 1000000; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT backlog=4096;
-$(nginx_proxy_locations "$UP_WS")
-    }
-}
-EOF
+nginx_conf "$WORK" "$NGINX_PORT" "$UP" "$UP_WS" 4096 "worker_processes ${WORKERS:-1};" >"$WORK/nginx.conf"
 taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx.conf" &
 NGINX_PID=$!
 PIDS+=($NGINX_PID)

@@ -87,42 +87,18 @@ taskset -c "$LOAD_CPU" "$BIN/loadgen" serve --http "127.0.0.1:$UP_HTTP" --ws "12
     --max-time 30m &
 PIDS+=($!)
 
-cat >"$WORK/nginx.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile 30000;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 12000; }
-http {
-    access_log off;
-$(nginx_temp_paths "$WORK/nginx-tmp")
-    keepalive_requests 1000000;
-    upstream up { server 127.0.0.1:$UP_HTTP; keepalive 64; keepalive_requests 1000000; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT backlog=4096;
-$(nginx_proxy_locations "$UP_WS")
-    }
-}
-EOF
+nginx_conf "$WORK" "$NGINX_PORT" "$UP_HTTP" "$UP_WS" 12000 "worker_processes 1;
+worker_rlimit_nofile 30000;" \
+    >"$WORK/nginx.conf"
 taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx.conf" &
 NGINX_PID=$!
 PIDS+=($NGINX_PID)
 
-# One thread, no log. `maxconn` stays under the open-files limit (HAProxy refuses to start
-# otherwise). The `jwt` frontend takes the token where the gateway does (ABCAuthorization
-# bearer, else ?jwt_token=), pins the algorithm and checks the signature on every request.
+# `haproxy_head`: one thread, no log. The `jwt` frontend takes the token where the gateway
+# does (ABCAuthorization bearer, else ?jwt_token=), pins the algorithm and checks the
+# signature on every request.
 cat >"$WORK/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 9000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout tunnel 3600s
-    http-reuse always
+$(haproxy_head)
 frontend plain
     bind 127.0.0.1:$HAPROXY_PORT
     use_backend ws if { path_beg /websockify }

@@ -11,6 +11,12 @@
 #   gateway_toml PORT KEYDIR PORT_MAP [LIMITS]   a bench gateway's configuration (stdout);
 #                     WORKERS [1] worker threads
 #   nginx_temp_paths DIR                          nginx's temporary paths under DIR (stdout)
+#   nginx_conf DIR PORT UP WS_PORT CONNECTIONS [MAIN]   the bench nginx's whole configuration
+#                     (stdout; makes DIR/nginx-tmp): pid, log and temporary paths under DIR, listening on PORT,
+#                     upstream keep-alive to UP, `nginx_proxy_locations WS_PORT`, CONNECTIONS
+#                     worker connections; MAIN: more main-context lines (worker_processes, ...)
+#   haproxy_head                  the bench HAProxy's `global` and `defaults` (stdout): one
+#                     thread, no log, HTTP mode, keep-alive to the servers (`http-reuse always`)
 #   nginx_proxy_locations WS_PORT   the bench nginx's locations (stdout): /websockify to the
 #                     WebSocket echo on WS_PORT, everything else to `upstream up` (the caller's)
 #   bench_token BIN DIR   1024-bit keys in DIR/keys (K) and one token minted with them (TOKEN)
@@ -78,6 +84,32 @@ EOF
 nginx_temp_paths() {
     local t
     for t in client_body proxy fastcgi uwsgi scgi; do echo "    ${t}_temp_path $1/$t;"; done
+}
+nginx_conf() {
+    mkdir -p "$1/nginx-tmp"
+    cat <<EOF
+${6:-}
+daemon off;
+pid $1/nginx.pid;
+error_log $1/nginx-error.log warn;
+events { worker_connections $5; }
+http {
+    access_log off;
+$(nginx_temp_paths "$1/nginx-tmp")
+    keepalive_requests 1000000;
+    upstream up { server 127.0.0.1:$3; keepalive 64; keepalive_requests 1000000; }
+    server {
+        listen 127.0.0.1:$2 backlog=4096;
+$(nginx_proxy_locations "$4")
+    }
+}
+EOF
+}
+haproxy_head() {
+    # `maxconn` stays under the open-files limit (HAProxy refuses to start otherwise).
+    printf '%s\n' global '    nbthread 1' '    maxconn 9000' defaults '    mode http' \
+        '    timeout connect 5s' '    timeout client 60s' '    timeout server 60s' \
+        '    timeout tunnel 3600s' '    http-reuse always'
 }
 nginx_proxy_locations() {
     cat <<EOF

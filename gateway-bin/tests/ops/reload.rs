@@ -192,6 +192,23 @@ async fn the_payload_key_is_warm_before_readyz_first_answers() {
     running.signal().await.unwrap();
 }
 
+/// Writes a new signing key as generation 2 of the volume at `root` (the old one gone) and
+/// waits until a token of the new key passes at `url` (on a new connection); returns it.
+async fn rotate_without_overlap(root: &Path, url: &str) -> String {
+    let (new_signing, new_minter) = new_signing_pair();
+    let new = new_minter.mint("127.0.0.1", now(), 600).unwrap();
+    write_generation(root, 2, &new_signing.public_pem);
+    let written = tokio::time::Instant::now();
+    while get(url, Some(&new)).await.0 != 200 {
+        assert!(
+            written.elapsed() < Duration::from_secs(5),
+            "rotation never picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    new
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_without_overlap_revokes_cached_tokens_within_a_reload_interval() {
     const INTERVAL: Duration = Duration::from_millis(50);
@@ -206,18 +223,8 @@ async fn a_rotation_without_overlap_revokes_cached_tokens_within_a_reload_interv
     assert_eq!(get(&url, Some(&old)).await.0, 200);
     assert_eq!(get(&url, Some(&old)).await.0, 200);
 
-    let (new_signing, new_minter) = new_signing_pair();
-    let new = new_minter.mint("127.0.0.1", now(), 600).unwrap();
-    write_generation(root, 2, &new_signing.public_pem);
-    let written = tokio::time::Instant::now();
     // The new key's token passes once the reloader ran...
-    while get(&url, Some(&new)).await.0 != 200 {
-        assert!(
-            written.elapsed() < Duration::from_secs(5),
-            "rotation never picked up"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let new = rotate_without_overlap(root, &url).await;
     // ...and from that same reload on, the old key's cached token is refused, not served
     // from the cache until its expiry.
     assert_eq!(get(&url, Some(&old)).await.0, 401);
@@ -276,17 +283,7 @@ async fn a_rotation_revokes_the_token_a_kept_alive_connection_keeps_sending() {
         Some(1.0)
     );
 
-    let (new_signing, new_minter) = new_signing_pair();
-    let new = new_minter.mint("127.0.0.1", now(), 600).unwrap();
-    write_generation(root, 2, &new_signing.public_pem);
-    let written = tokio::time::Instant::now();
-    while get(&url, Some(&new)).await.0 != 200 {
-        assert!(
-            written.elapsed() < Duration::from_secs(5),
-            "rotation never picked up"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let new = rotate_without_overlap(root, &url).await;
     // The same connection, the same token: refused from that reload on.
     assert_eq!(get_on(&mut browser, &url, &old).await, 401);
     // The connection carries on with the new key's token.
