@@ -112,6 +112,8 @@ pub struct AuthStats {
     pub cache_misses: IntCounter,
     /// Requests refused from the negative cache.
     pub negative_hits: IntCounter,
+    /// Requests answered from their connection's memo (counted in `cache_hits` too).
+    pub memo_hits: IntCounter,
     /// Positive cache entries removed by the cache itself, by cause (`size`, `expired`).
     pub evictions: IntCounterVec,
     /// Requests by token outcome: `accepted`, `cache_hit`, or a [`Refusal::reason`].
@@ -175,6 +177,10 @@ impl Default for AuthStats {
                 "gateway_token_negative_cache_hits_total",
                 "Requests refused from the negative cache.",
             ),
+            memo_hits: counter(
+                "gateway_token_memo_hits_total",
+                "Cache hits answered from the connection's memo of its last accepted token.",
+            ),
             evictions: counter_vec(
                 "gateway_token_cache_evictions_total",
                 "Cache entries removed by the cache (size bound or expiry).",
@@ -207,6 +213,7 @@ impl AuthStats {
             Box::new(self.cache_hits.clone()),
             Box::new(self.cache_misses.clone()),
             Box::new(self.negative_hits.clone()),
+            Box::new(self.memo_hits.clone()),
             Box::new(self.evictions.clone()),
             Box::new(self.outcomes.clone()),
             Box::new(self.verify_seconds.clone()),
@@ -413,6 +420,7 @@ impl Authenticator {
             memo.and_then(|m| m.recall(token.as_bytes(), now, &self.keys.load().signing));
         if let Some((target, digest)) = recalled {
             self.stats.hit();
+            self.stats.memo_hits.inc();
             return (Ok(target), Some(digest));
         }
         let early = if token.is_empty() {
@@ -572,6 +580,7 @@ mod tests {
         assert_eq!(digest2, digest1);
         assert_eq!(auth.stats.verifications.get(), 1);
         assert_eq!(auth.stats.cache_hits.get(), 1);
+        assert_eq!(auth.stats.memo_hits.get(), 1);
         // Another token on the same connection goes through the pipeline and takes the memo's
         // place; the first is then verified again.
         let other = minter.mint("10.0.0.2", now, 420).unwrap();
@@ -587,6 +596,7 @@ mod tests {
             .authenticate_on(&TokenMemo::default(), &token, now)
             .await;
         assert_eq!(auth.stats.cache_hits.get(), 2, "from the shared cache");
+        assert_eq!(auth.stats.memo_hits.get(), 1);
     }
 
     #[tokio::test]

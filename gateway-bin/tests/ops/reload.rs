@@ -282,6 +282,8 @@ async fn a_rotation_revokes_the_token_a_kept_alive_connection_keeps_sending() {
         sample(&before, "gateway_token_verifications_total"),
         Some(1.0)
     );
+    // Answered by the connection's memo, not by the shared cache.
+    assert_eq!(sample(&before, "gateway_token_memo_hits_total"), Some(2.0));
 
     let new = rotate_without_overlap(root, &url).await;
     // The same connection, the same token: refused from that reload on.
