@@ -63,7 +63,7 @@ pub struct Gateway {
 }
 
 /// The client end of a connection, computed once for all its requests.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Peer {
     /// The client's address.
     pub addr: SocketAddr,
@@ -72,7 +72,7 @@ pub struct Peer {
     /// Its connection, told when a request body keeps it waiting on the client.
     connection: Option<Arc<ClientWait>>,
     /// The last token the connection's client had accepted (see [`TokenMemo`]).
-    tokens: Arc<TokenMemo>,
+    tokens: TokenMemo,
 }
 
 impl Peer {
@@ -82,7 +82,7 @@ impl Peer {
             addr,
             ip_text: headers::peer_value(addr.ip()),
             connection: None,
-            tokens: Arc::default(),
+            tokens: TokenMemo::default(),
         }
     }
 
