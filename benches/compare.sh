@@ -50,18 +50,9 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 log "open files limit: $(ulimit -n)"
 
 # --- nginx -----------------------------------------------------------------------------------
-if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
-    log "installing Debian's nginx"
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y nginx
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-if ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; then
-    log "installing Debian's HAProxy"
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy
-fi
-HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+bash scripts/install-nginx.sh >&2
+NGINX=/usr/sbin/nginx
+HAPROXY=$(debian_tool haproxy)
 
 # --- build -----------------------------------------------------------------------------------
 COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- gateway benches Cargo.lock || echo ' + uncommitted changes')"

@@ -33,14 +33,12 @@ PORT=$((BASE_PORT + 1))
 WORK=$(mktemp -d /tmp/gw-instr.XXXXXX)
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
-need() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null; }; }
-need valgrind valgrind
-need jq jq
+debian_tool valgrind >/dev/null
+debian_tool jq >/dev/null
 for peer in "${PEERS[@]}"; do
     case $peer in
     nginx) bash scripts/install-nginx.sh >&2 ;;
-    haproxy) need haproxy haproxy ;;
+    haproxy) HAPROXY=$(debian_tool haproxy) ;;
     *) log "unknown peer $peer (nginx, haproxy)"; exit 2 ;;
     esac
 done
@@ -105,7 +103,7 @@ for i in "${!BUILDS[@]}"; do measure "${LABELS[$i]}" "${BUILDS[$i]}" --config "$
 for peer in "${PEERS[@]}"; do
     case $peer in
     nginx) measure nginx /usr/sbin/nginx -c "$WORK/nginx.conf" ;;
-    haproxy) measure haproxy "$(command -v haproxy || echo /usr/sbin/haproxy)" -db -f "$WORK/haproxy.cfg" ;;
+    haproxy) measure haproxy "$HAPROXY" -db -f "$WORK/haproxy.cfg" ;;
     esac
 done
 

@@ -2,6 +2,8 @@
 # NGINX_PID (set by the caller once nginx runs) stands for nginx's master and its workers.
 #   PIDS+=(pid)       processes killed on exit (TERM, then KILL)
 #   log TEXT          a timestamped line on stderr
+#   debian_tool NAME [PACKAGE]   NAME's path (on PATH or in /usr/sbin), after installing Debian's
+#                     PACKAGE [NAME] when it is in neither (stdout: the path only)
 #   wait_port PORT    until 127.0.0.1:PORT accepts (10 s at most)
 #   proc_pids PID     PID, or nginx's master and workers
 #   cpu_ticks PID     user and system clock ticks of those processes ("USER SYS")
@@ -28,6 +30,14 @@ bench_cleanup() {
 }
 trap bench_cleanup EXIT
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+debian_tool() {
+    if ! command -v "$1" >/dev/null && [ ! -x "/usr/sbin/$1" ]; then
+        log "installing Debian's ${2:-$1}"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends "${2:-$1}"; } >&2
+    fi
+    command -v "$1" || echo "/usr/sbin/$1"
+}
 wait_port() {
     for _ in $(seq 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
